@@ -1,0 +1,158 @@
+"""Algorithm 1 (outcome reward, best-of-m over whole responses; claims C3–C5) and
+Algorithm 2 (process reward, token-level best-of-m; claim C9), PAPER.md §3.
+
+Algorithm 1, per context: sample ``y ~ p_w``; if the ORM rejects it, draw up to ``m``
+whole responses from ``½q0 + ½Unif(Y^N)`` until one is accepted; update
+``w += η_t ∇ log p_w(y*|x)`` on the success, nothing if none. Each draw is one query.
+The paper's choice is ``m = min(⌈1/Q_{q0}(ε)⌉, k^N)``; ``log m`` is traced
+(:class:`~lpg.algorithms.common.Hyper`), so ``m = 32^128`` is fine.
+
+Algorithm 2 (reconstructed), per context: walk the positions; at a correct prefix
+``y*_<i`` sample a token from ``p_w(·|x, y*_<i)`` and query the PRM on the extended
+prefix; if rejected, draw up to ``m`` candidate tokens from
+``½q0(·|x, y*_<i) + ½Unif(Y)``, querying each, and accept the first correct one; if
+none verifies the response is truncated at ``L = i − 1``. Then
+``w += η_t Σ_{i≤L} ∇ log p_w(y*_i|x, y*_<i)`` (the 0/1 process-reward gradient).
+The on-policy try mirrors Algorithm 1 and lets the cost fall to ``N`` queries per
+iteration once the policy is right.
+
+Both have an exact ``event`` path (PAPER.md §6: Bernoulli and truncated-geometric draws
+with teacher-forced probabilities, counts in log space) and a ``sample`` path that
+draws real tokens (for testing the event path; ``m`` must then be moderate).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from lpg import _checks
+from lpg.algorithms import common
+from lpg.algorithms.common import OPTIMIZERS, Problem, StepMetrics
+from lpg.features import START
+from lpg.policy import log_prob, position_mask, sample_from_logits, token_log_probs
+from lpg.rewards import bernoulli_log, log_truncated_geometric, outcome_reward
+
+PATHS = ("event", "sample")
+
+
+class _BestOfMBase(eqx.Module):
+    batch_size: int = eqx.field(static=True)
+    optimizer: str = eqx.field(static=True)
+    path: str = eqx.field(static=True)
+
+    def __init__(self, *, batch_size: int = 1, optimizer: str = "adaptive", path: str = "event"):
+        self.batch_size = _checks.int_at_least("batch_size", batch_size, 1)
+        self.optimizer = _checks.one_of("optimizer", optimizer, OPTIMIZERS)
+        self.path = _checks.one_of("path", path, PATHS)
+
+    def init(self, w0, hyper):
+        return common.init_state(w0, self.optimizer, hyper)
+
+    def step(self, state, key, problem: Problem, hyper):
+        k_ctx, k_run = jax.random.split(key)
+        xs, ys = problem.contexts(k_ctx, self.batch_size)
+        keys = jax.random.split(k_run, self.batch_size)
+        one = self._event_one if self.path == "event" else self._sample_one
+        coef, log_q, success = jax.vmap(lambda x, y, k: one(state.w, k, problem, x, y, hyper))(xs, ys, keys)
+        g = common.weighted_grad(problem.fmap, state.w, xs, ys, coef / self.batch_size, problem.length)
+        total_q = jax.nn.logsumexp(log_q)
+        new = common.apply_ascent(state, g, self.optimizer, total_q)
+        nan = jnp.asarray(jnp.nan, jnp.float32)
+        return new, StepMetrics(total_q, common.tree_norm(g), jnp.mean(success), nan)
+
+
+def _draws_until(key, m, draw_is_correct):
+    """Draw until ``draw_is_correct(key)`` or ``m`` draws: ``(found, draws)``."""
+
+    def cond(c):
+        i, found, _ = c
+        return (~found) & (i < m)
+
+    def body(c):
+        i, _, k = c
+        k, sub = jax.random.split(k)
+        return i + 1.0, draw_is_correct(sub), k
+
+    i, found, _ = jax.lax.while_loop(cond, body, (jnp.zeros(()), jnp.zeros((), bool), key))
+    return found, i
+
+
+class BestOfM(_BestOfMBase):
+    """Algorithm 1: ORM with best-of-m fallback to ``½q0 + ½Unif(Y^N)``."""
+
+    def _event_one(self, w, key, problem, x, y, hyper):
+        k0, k1 = jax.random.split(key)
+        length, fmap = problem.length, problem.fmap
+        on_policy = bernoulli_log(k0, log_prob(fmap, w, x, y, length))
+        lq0 = log_prob(fmap, problem.base_weights(), x, y, length)
+        log_rho = common.mixture_log_prob(lq0, length * jnp.log(float(fmap.k)))
+        found, log_draws = log_truncated_geometric(k1, log_rho, hyper.log_m)
+        log_q = jnp.where(on_policy, 0.0, jnp.logaddexp(0.0, log_draws))
+        success = on_policy | found
+        return success.astype(jnp.float32), log_q, success
+
+    def _sample_one(self, w, key, problem, x, y, hyper):
+        k0, k1 = jax.random.split(key)
+        length = problem.length
+        first = common.behaviour_sample("on_policy", problem, w, x, k0)
+        on_policy = outcome_reward(first, y, length) > 0
+
+        def mixture_hit(k):
+            return outcome_reward(common.behaviour_sample("mixture", problem, w, x, k), y, length) > 0
+
+        found, draws = _draws_until(k1, jnp.where(on_policy, 0.0, jnp.exp(hyper.log_m)), mixture_hit)
+        success = on_policy | found
+        return success.astype(jnp.float32), jnp.log(1.0 + draws), success
+
+
+class TokenBestOfM(_BestOfMBase):
+    """Algorithm 2: PRM with token-level best-of-m fallback to ``½q0(·|x, y*_<i) + ½Unif(Y)``."""
+
+    def _event_one(self, w, key, problem, x, y, hyper):
+        N, length, fmap = problem.N, problem.length, problem.fmap
+        k0, k1 = jax.random.split(key)
+        on_policy = bernoulli_log(k0, token_log_probs(fmap, w, x, y))
+        tq0 = token_log_probs(fmap, problem.base_weights(), x, y)
+        log_rho = common.mixture_log_prob(tq0, jnp.log(float(fmap.k)))
+        found, log_draws = log_truncated_geometric(k1, log_rho, hyper.log_m)
+        ok = on_policy | found
+        return self._finish(ok, on_policy, log_draws, N, length)
+
+    def _sample_one(self, w, key, problem, x, y, hyper):
+        N, length, fmap = problem.N, problem.length, problem.fmap
+        w0 = problem.base_weights()
+        code, code0 = fmap.encode(w, x), fmap.encode(w0, x)
+        prevs = jnp.concatenate([jnp.full((1,), START, jnp.int32), y[:-1]])
+        m = jnp.exp(hyper.log_m)
+
+        def position(k, prev, target):
+            k0, k1 = jax.random.split(k)
+            u0 = jax.random.uniform(k0)
+            hit = sample_from_logits(fmap.step_logits(w, code, prev), u0) == target
+            logits0 = jax.nn.log_softmax(fmap.step_logits(w0, code0, prev))
+
+            def mixture_hit(kk):
+                ka, kb, kc = jax.random.split(kk, 3)
+                from_q0 = sample_from_logits(logits0, jax.random.uniform(ka))
+                unif = jax.random.randint(kb, (), 0, fmap.k)
+                return jnp.where(jax.random.bernoulli(kc), unif, from_q0) == target
+
+            found, draws = _draws_until(k1, jnp.where(hit, 0.0, m), mixture_hit)
+            return hit, found, draws
+
+        hit, found, draws = jax.vmap(position)(jax.random.split(key, N), prevs, y)
+        # draws are only "spent" at walked positions, which _finish selects.
+        return self._finish(hit | found, hit, jnp.log(draws), N, length)
+
+    @staticmethod
+    def _finish(ok, on_policy, log_draws, N, length):
+        """From per-position outcomes to (update coefficients, log queries, success)."""
+        mask = position_mask(N, length)
+        L = jnp.sum(jnp.cumprod(ok | ~mask) & mask)
+        walked = jnp.arange(N) < jnp.minimum(L + 1, length)
+        per_pos = jnp.where(on_policy, 0.0, jnp.logaddexp(0.0, log_draws))
+        log_q = jax.nn.logsumexp(jnp.where(walked, per_pos, -jnp.inf))
+        coef = (jnp.arange(N) < L).astype(jnp.float32)
+        return coef, log_q, L == length
