@@ -1,0 +1,105 @@
+"""Registry of named experiments: one module per experiment, each registering an
+:class:`Experiment` subclass with :func:`register`. Modules in this package are
+discovered automatically (any module whose name does not start with ``_``).
+
+An experiment owns its defaults (every key ``--set`` may change, with the default's
+type), validates a resolved config before anything is compiled, runs a sweep over
+seeds, writes its results under ``out_dir``, draws its figures from what is on disk,
+and formats a short text table of its summary.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+REGISTRY: dict[str, "Experiment"] = {}
+
+
+class Experiment:
+    name: ClassVar[str]
+    description: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]]
+    default_seeds: ClassVar[int] = 4
+
+    def resolve(self, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+        """Defaults updated with ``--set key=value`` strings, each parsed to the default's
+        type; unknown keys and unparsable values raise ``ValueError`` naming the key."""
+        config = dict(self.defaults)
+        for key, raw in (overrides or {}).items():
+            if key not in self.defaults:
+                raise ValueError(
+                    f"unknown setting {key!r} for experiment {self.name!r}; allowed: {', '.join(sorted(self.defaults))}"
+                )
+            config[key] = parse_value(key, raw, self.defaults[key])
+        self.validate(config)
+        return config
+
+    def validate(self, config: dict[str, Any]) -> None:
+        """Raise ``ValueError`` (parameter, value, what is allowed) for a bad config."""
+
+    def run(self, config: dict[str, Any], *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
+        """Run, write results under ``out_dir`` and return the summary."""
+        raise NotImplementedError
+
+    def plot(self, out_dir: Path) -> list[Path]:
+        """Draw the figures from the results saved in ``out_dir``; return their paths."""
+        raise NotImplementedError
+
+    def table(self, summary: dict) -> str:
+        """A short text table of the summary, printed by ``lpg run``."""
+        raise NotImplementedError
+
+
+def parse_value(key: str, raw, default):
+    """Parse a ``--set`` string to the type of ``default`` (bool, int, float, str, or a
+    list of those written comma-separated)."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if isinstance(default, bool):
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, (list, tuple)):
+            inner = default[0] if default else ""
+            return [parse_value(key, part.strip(), inner) for part in raw.split(",") if part.strip()]
+        return raw
+    except ValueError:
+        kind = type(default).__name__ if not isinstance(default, (list, tuple)) else "comma-separated list"
+        raise ValueError(f"setting {key!r} must be a {kind}, got {raw!r}") from None
+
+
+def register(cls):
+    """Class decorator: add an experiment to :data:`REGISTRY` under ``cls.name``."""
+    if cls.name in REGISTRY:
+        raise ValueError(f"experiment {cls.name!r} is registered twice")
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def _discover() -> None:
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def get(name: str) -> Experiment:
+    _discover()
+    if name not in REGISTRY:
+        raise ValueError(f"unknown experiment {name!r}; available: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def available() -> dict[str, Experiment]:
+    _discover()
+    return dict(sorted(REGISTRY.items()))
