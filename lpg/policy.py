@@ -18,7 +18,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from lpg import _checks
+from lpg import _checks, kernels
 from lpg.features import START, Bigram, BigramParams, FeatureMap
 
 
@@ -67,9 +67,28 @@ def sample_from_logits(logits: jax.Array, u: jax.Array) -> jax.Array:
 
 def sample(fmap: FeatureMap, w, x, n: int, *, key, length=None) -> jax.Array:
     """Autoregressive draw ``y ~ p_w(·|x)``: ``(n,)`` int32, one uniform per token
-    (``lax.scan`` over positions). Padding positions are drawn but carry no meaning."""
-    code = fmap.encode(w, x)
+    (inverse CDF). Padding positions are drawn but carry no meaning.
+
+    The paper's :class:`~lpg.features.Bigram` map takes the fast path
+    :func:`lpg.kernels.bigram_sample` (CDF rows tabulated per previous token, no ``exp``
+    in the token loop); any other map, and short responses, the plain reference
+    :func:`sample_reference`. Both use the same uniforms, so they draw the same tokens
+    up to float32 rounding at CDF boundaries."""
     us = jax.random.uniform(key, (n,))
+    if kernels.fast_bigram(fmap, n):
+        return kernels.bigram_sample(w, x, us)
+    return _sample_tokens(fmap, w, x, us)
+
+
+def sample_reference(fmap: FeatureMap, w, x, n: int, *, key, length=None) -> jax.Array:
+    """The plain JAX path of :func:`sample` (``lax.scan`` over positions, logits and
+    ``exp`` per token), for any feature map; the reference the fast paths are tested
+    against."""
+    return _sample_tokens(fmap, w, x, jax.random.uniform(key, (n,)))
+
+
+def _sample_tokens(fmap: FeatureMap, w, x, us) -> jax.Array:
+    code = fmap.encode(w, x)
 
     def body(prev, u):
         tok = sample_from_logits(fmap.step_logits(w, code, prev), u)
@@ -128,4 +147,5 @@ class LinearAR(eqx.Module):
         return log_probs_table(self.features, self.w, x, y)
 
     def sample(self, x, N: int, *, key, length=None):
+        _checks.int_at_least("N", N, 1)
         return sample(self.features, self.w, x, N, key=key, length=length)

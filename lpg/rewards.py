@@ -88,6 +88,14 @@ def _log_rate(log_p):
 _EXACT_BELOW = 2.0**22
 
 
+def draw_cap(log_m) -> jax.Array:
+    """The most draws best-of-m may make, ``⌊m⌋``, from ``log m``. ``exp(log m)`` in
+    float32 lands a hair above or below an integer ``m`` (``exp(log 11) > 11``), so the
+    floor is taken with a relative slack of ``2·10⁻⁶``: exact for integers up to
+    ``3·10⁵`` (beyond, within one draw); ``inf`` for ``log m = inf``."""
+    return jnp.floor(jnp.exp(log_m) * (1.0 + 2e-6))
+
+
 def log_truncated_geometric(key, log_p, log_m):
     """Best-of-m in log space (PAPER.md §6): ``G ~ Geometric(p)`` on ``{1, 2, …}`` is the
     index of the first success among i.i.d. draws with success probability
@@ -103,7 +111,8 @@ def log_truncated_geometric(key, log_p, log_m):
     small = t < jnp.log(_EXACT_BELOW)
     log_g = jnp.where(small, jnp.log(g_small), t)
     log_m = jnp.asarray(log_m, log_g.dtype)
-    success = log_g <= log_m
+    # In the exact range compare integers: log G and log m can round apart at G = m.
+    success = jnp.where(small, g_small <= draw_cap(log_m), log_g <= log_m)
     return success, jnp.minimum(log_g, log_m)
 
 

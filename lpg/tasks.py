@@ -183,8 +183,10 @@ def feature_norm_bound(fmap: FeatureMap, xs) -> jax.Array:
 def margin(fmap: FeatureMap, w_star, xs, ys, length=None) -> jax.Array:
     """The γ-margin of PAPER.md §1 achieved by ``w_star`` on a finite context set:
     ``min_{x, i, y ≠ y*_i} <w*, φ(x, y*_<i, y*_i) − φ(x, y*_<i, y)>`` with ``w*``
-    rescaled to unit norm and features rescaled by :func:`feature_norm_bound` so that
-    ``‖φ‖ ≤ 1``. Logits are linear in ``w``, so ``<w*, φ(·, y)>`` is the logit of ``y``."""
+    rescaled to unit norm and, where :func:`feature_norm_bound` ``R > 1``, features
+    divided by ``R`` so that ``‖φ‖ ≤ 1`` (features already inside the unit ball are kept
+    as they are, as in the definition). Logits are linear in ``w``, so
+    ``<w*, φ(·, y)>`` is the logit of ``y``."""
     flat = jnp.concatenate([jnp.ravel(a) for a in jax.tree_util.tree_leaves(w_star)])
     w_unit = jax.tree_util.tree_map(lambda a: a / jnp.linalg.norm(flat), w_star)
     n = ys.shape[-1]
@@ -197,7 +199,7 @@ def margin(fmap: FeatureMap, w_star, xs, ys, length=None) -> jax.Array:
         gaps = correct - jnp.max(wrong, axis=-1)
         return jnp.min(jnp.where(mask, gaps, jnp.inf))
 
-    return jnp.min(jax.vmap(per_context)(xs, ys)) / feature_norm_bound(fmap, xs)
+    return jnp.min(jax.vmap(per_context)(xs, ys)) / jnp.maximum(feature_norm_bound(fmap, xs), 1.0)
 
 
 def teacher_margin(task: Teacher, xs) -> jax.Array:

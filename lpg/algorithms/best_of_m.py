@@ -32,7 +32,7 @@ from lpg.algorithms import common
 from lpg.algorithms.common import OPTIMIZERS, Problem, StepMetrics
 from lpg.features import START
 from lpg.policy import log_prob, position_mask, sample_from_logits, token_log_probs
-from lpg.rewards import bernoulli_log, log_truncated_geometric, outcome_reward
+from lpg.rewards import bernoulli_log, draw_cap, log_truncated_geometric, outcome_reward
 
 PATHS = ("event", "sample")
 
@@ -102,7 +102,7 @@ class BestOfM(_BestOfMBase):
         def mixture_hit(k):
             return outcome_reward(common.behaviour_sample("mixture", problem, w, x, k), y, length) > 0
 
-        found, draws = _draws_until(k1, jnp.where(on_policy, 0.0, jnp.exp(hyper.log_m)), mixture_hit)
+        found, draws = _draws_until(k1, jnp.where(on_policy, 0.0, draw_cap(hyper.log_m)), mixture_hit)
         success = on_policy | found
         return success.astype(jnp.float32), jnp.log(1.0 + draws), success
 
@@ -125,7 +125,7 @@ class TokenBestOfM(_BestOfMBase):
         w0 = problem.base_weights()
         code, code0 = fmap.encode(w, x), fmap.encode(w0, x)
         prevs = jnp.concatenate([jnp.full((1,), START, jnp.int32), y[:-1]])
-        m = jnp.exp(hyper.log_m)
+        m = draw_cap(hyper.log_m)
 
         def position(k, prev, target):
             k0, k1 = jax.random.split(k)

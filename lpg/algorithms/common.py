@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lpg import _checks
+from lpg import _checks, kernels
 from lpg.features import FeatureMap
 from lpg.metrics import error, sequence_log_likelihoods
 from lpg.policy import log_prob, sample, token_log_probs
@@ -115,18 +115,18 @@ def make_problem(task, *, key, fmap=None, base=None, n_test: int = 1024, track_x
         raise ValueError(f"fmap.k must equal the task's k={task.k}, got {fmap.k}")
     if base is not None:
         fmap.check_params(base)
-    test_x = task.sample_contexts(key, n_test)
-    test_y = jax.vmap(task.response)(test_x)
-    if track_x is None:
-        track_x, track_y = test_x, test_y
-    else:
-        track_y = jax.vmap(task.response)(track_x)
     if length is None:
         length = task.N
     elif not isinstance(length, jax.core.Tracer):
         length = _checks.int_at_least("length", length, 1)
         if length > task.N:
             raise ValueError(f"length must be at most N={task.N}, got {length}")
+    test_x = task.sample_contexts(key, n_test)
+    test_y = jax.vmap(task.response)(test_x)
+    if track_x is None:
+        track_x, track_y = test_x, test_y
+    else:
+        track_y = jax.vmap(task.response)(track_x)
     return Problem(task, fmap, base, test_x, test_y, track_x, track_y, jnp.asarray(length, jnp.int32))
 
 
@@ -203,7 +203,20 @@ def tree_norm(g) -> jax.Array:
 
 def weighted_grad(fmap: FeatureMap, w, xs, ys, coef, length) -> Any:
     """``∇_w Σ_b c_b log p_w(y_b|x_b)`` (``coef (B,)``) or, per token,
-    ``∇_w Σ_b Σ_i c_{b,i} log p_w(y_{b,i}|x_b, y_{b,<i})`` (``coef (B, N)``)."""
+    ``∇_w Σ_b Σ_i c_{b,i} log p_w(y_{b,i}|x_b, y_{b,<i})`` (``coef (B, N)``).
+
+    The paper's :class:`~lpg.features.Bigram` map takes the closed form
+    :func:`lpg.kernels.bigram_weighted_grad`; any other map the autodiff reference
+    :func:`weighted_grad_reference` (they agree to float32 tolerance)."""
+    coef = jax.lax.stop_gradient(coef)
+    if kernels.fast_bigram(fmap):
+        return kernels.bigram_weighted_grad(w, xs, ys, coef, length)
+    return weighted_grad_reference(fmap, w, xs, ys, coef, length)
+
+
+def weighted_grad_reference(fmap: FeatureMap, w, xs, ys, coef, length) -> Any:
+    """The plain JAX path of :func:`weighted_grad`: autodiff through
+    :func:`lpg.policy.token_log_probs`, for any feature map."""
     coef = jax.lax.stop_gradient(coef)
 
     def objective(w):

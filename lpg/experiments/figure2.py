@@ -1,0 +1,199 @@
+"""``figure2``: the likelihood CDF, the Likelihood Quantile curve and the α-tail of
+supervised checkpoints (PAPER.md §5, Figure 2; claim C8).
+
+A teacher with Rademacher contexts (d = 32, k = 10, N = 100) is learnt by supervised
+training (Adagrad, lr 1.0, batch 256, token-averaged cross-entropy); every 500 steps,
+ten times, the checkpoint's likelihood of ``y*`` is measured on 16384 fresh contexts,
+giving ``P_x(q(y*|x) ≤ α)``, ``Q_q(ε)`` and ``α·P_x(q(y*|x) > α)``. Early checkpoints
+already have a small test error while their LQ at small ε stays near ``k^-N``: the
+error does not tell how much of the context space the base model supports (C8).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import lpg
+from lpg import _checks, plotting
+from lpg.algorithms.common import OPTIMIZERS
+from lpg.algorithms.sgd import LOSS_NORMS
+from lpg.experiments import Experiment, register
+from lpg.metrics import likelihood_cdf, likelihood_quantile, log_alpha_tail
+from lpg.results import read_results, summarise, write_results
+from lpg.sweep import sweep
+from lpg.tasks import CONTEXTS
+
+LN10 = math.log(10.0)
+
+
+def alpha_grid(config: dict) -> np.ndarray:
+    """log10 α from the uniform policy's ``k^-N`` (and a decade below) up to 1."""
+    low = -config["N"] * math.log10(config["k"]) - 1.0
+    return np.linspace(low, 0.0, config["n_alpha"])
+
+
+def eps_grid(config: dict) -> np.ndarray:
+    return np.logspace(math.log10(config["eps_min"]), math.log10(0.99), config["n_eps"])
+
+
+def make_run(config: dict):
+    """``run(key)``: one teacher, one supervised run, the metrics of every checkpoint."""
+    steps = config["n_checkpoints"] * config["checkpoint_every"]
+    alg = lpg.SGD(batch_size=config["batch_size"], optimizer=config["optimizer"], loss_norm=config["loss_norm"])
+    log_alphas = jnp.asarray(alpha_grid(config) * LN10, jnp.float32)
+    eps = [float(e) for e in eps_grid(config)]
+
+    def run(key):
+        k_task, k_eval, k_test, k_train = jax.random.split(key, 4)
+        task = lpg.make_teacher(k_task, d=config["d"], k=config["k"], N=config["N"], context=config["context"])
+        samples = task.sample_contexts(k_eval, config["n_samples"])
+        problem = lpg.make_problem(task, key=k_test, n_test=config["n_test"], track_x=samples)
+        curves = lpg.train(alg, problem, lpg.hyper(lr=config["lr"]), k_train, steps=steps,
+                           log_every=config["checkpoint_every"], w0=problem.fmap.init_params()).curves
+        ll = curves.track_log_lik  # (C + 1, n_samples)
+        return {
+            "step": curves.step,
+            "test_error": curves.test_error,
+            "cdf": likelihood_cdf(ll, log_alphas),
+            "log_lq": jnp.stack([likelihood_quantile(ll, e) for e in eps], axis=-1),
+            "log_tail": log_alpha_tail(ll, log_alphas),
+            "median_log_lik": jnp.median(ll, axis=-1),
+        }
+
+    return run
+
+
+def summary_of(arrays: dict, config: dict) -> dict:
+    lq = np.asarray(arrays["log_lq"], np.float64) / LN10  # (S, C + 1, E)
+    eps = eps_grid(config)
+    report = {f"{e:g}": int(np.argmin(np.abs(eps - e))) for e in (0.01, 0.1, 0.5)}
+    uniform = -config["N"] * math.log10(config["k"])
+    per_ckpt = []
+    for c, step in enumerate(np.asarray(arrays["step"])[0]):
+        per_ckpt.append({
+            "step": int(step),
+            "test_error": summarise(arrays["test_error"][:, c]),
+            "log10_lq": {name: summarise(lq[:, c, j]) for name, j in report.items()},
+            "log10_median_likelihood": summarise(arrays["median_log_lik"][:, c] / LN10),
+        })
+    last = per_ckpt[-1]
+    return {
+        "test_error": {"start": per_ckpt[0]["test_error"], "final": last["test_error"]},
+        "log10_lq": last["log10_lq"],
+        "checkpoints": per_ckpt,
+        "uniform_log10_likelihood": uniform,
+        "eps_reported": {name: float(eps[j]) for name, j in report.items()},
+        "units": {
+            "log10_lq": "log10 of the Likelihood Quantile Q_q(eps) at the final checkpoint (keys: eps); "
+                        "checkpoints[i] holds every checkpoint",
+            "uniform_log10_likelihood": "log10 k^-N, the likelihood of y* under the uniform policy",
+        },
+    }
+
+
+def _fmt(s: dict, spec: str) -> str:
+    return "n/a" if not s["n"] else format(s["mean"], spec)
+
+
+@register
+class Figure2(Experiment):
+    name = "figure2"
+    description = "Paper Figure 2: likelihood CDF, LQ curve and alpha-tail of supervised checkpoints (d=32, k=10, N=100)"
+    defaults = {
+        "d": 32,
+        "k": 10,
+        "N": 100,
+        "context": "rademacher",
+        "n_checkpoints": 10,
+        "checkpoint_every": 500,
+        "batch_size": 256,
+        "lr": 1.0,
+        "optimizer": "adagrad",
+        "loss_norm": "token",
+        "n_samples": 16384,
+        "n_test": 1024,
+        "n_alpha": 201,
+        "n_eps": 61,
+        "eps_min": 1e-3,
+        "chunk_size": 0,
+    }
+    default_seeds = 2
+
+    def validate(self, config: dict) -> None:
+        for name in ("d", "N", "n_checkpoints", "checkpoint_every", "batch_size", "n_samples", "n_test"):
+            _checks.int_at_least(name, config[name], 1)
+        _checks.int_at_least("k", config["k"], 2)
+        _checks.int_at_least("n_alpha", config["n_alpha"], 2)
+        _checks.int_at_least("n_eps", config["n_eps"], 2)
+        _checks.int_at_least("chunk_size", config["chunk_size"], 0)
+        _checks.one_of("context", config["context"], CONTEXTS)
+        _checks.one_of("optimizer", config["optimizer"], OPTIMIZERS)
+        _checks.one_of("loss_norm", config["loss_norm"], LOSS_NORMS)
+        _checks.positive("lr", config["lr"])
+        _checks.in_open("eps_min", config["eps_min"], 0.0, 0.99)
+
+    def run(self, config: dict, *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
+        result = sweep(make_run(config), {}, seeds=seeds, chunk_size=config["chunk_size"] or None,
+                       out_dir=Path(out_dir) / "checkpoint", resume=resume, desc=self.name,
+                       fingerprint={"experiment": self.name, "config": config})
+        arrays = {k: np.asarray(v) for k, v in result.outputs.items()}
+        arrays["step"] = arrays["step"][:1]
+        arrays["seed"] = result.seed
+        arrays["log10_alpha"] = alpha_grid(config)
+        arrays["eps"] = eps_grid(config)
+        summary = summary_of(arrays, config)
+        summary["timing"] = {"compile_s": result.compile_s, "run_s": result.run_s}
+        write_results(out_dir, config={"experiment": self.name, "seeds": int(seeds), **config},
+                      arrays=arrays, summary=summary)
+        return summary
+
+    def plot(self, out_dir: Path) -> list[Path]:
+        config, a, _ = read_results(out_dir)
+        steps = np.asarray(a["step"]).reshape(-1)
+        la, eps = a["log10_alpha"], a["eps"]
+        uniform = -config["N"] * math.log10(config["k"])
+        fig, ax = plotting.figure(3, width=4.6, height=3.6)
+        cmap = plotting.plt.get_cmap("viridis")
+        colour = lambda c: cmap(c / max(1, len(steps) - 1))  # noqa: E731
+        for c, step in enumerate(steps):
+            kw = dict(label=f"step {step}", color=colour(c))
+            plotting.seed_band(ax[0], la, a["cdf"][:, c], alpha=0.1, **kw)
+            plotting.seed_band(ax[1], eps, a["log_lq"][:, c] / LN10, alpha=0.1, **kw)
+            plotting.seed_band(ax[2], la, np.exp(a["log_tail"][:, c]), alpha=0.1, **kw)
+        for axis in (ax[0], ax[2]):
+            axis.axvline(uniform, color="0.5", ls=":", lw=1)
+            plotting.log10_axis(axis, "x")
+        ax[1].axhline(uniform, color="0.5", ls=":", lw=1, label="uniform $k^{-N}$")
+        ax[1].set_xscale("log")
+        plotting.log10_axis(ax[1])
+        ax[0].set(title="likelihood CDF", xlabel=r"$\alpha$", ylabel=r"$P_x(q(y^*|x) \leq \alpha)$")
+        ax[1].set(title="Likelihood Quantile", xlabel=r"$\varepsilon$", ylabel=r"$Q_q(\varepsilon)$")
+        ax[2].set(title=r"$\alpha$-tail", xlabel=r"$\alpha$", ylabel=r"$\alpha \cdot P_x(q(y^*|x) > \alpha)$")
+        ax[1].legend(fontsize=6, ncol=2, loc="lower right")
+        n_seeds = a["cdf"].shape[0]
+        fig.suptitle(f"figure2: supervised checkpoints every {config['checkpoint_every']} steps (d={config['d']}, "
+                     f"k={config['k']}, N={config['N']}, {config['n_samples']} contexts; dotted: uniform policy)\n"
+                     f"{plotting.band_note(n_seeds)}", fontsize=9)
+        fig.tight_layout()
+        return plotting.save(fig, out_dir, self.name)
+
+    def table(self, summary: dict) -> str:
+        names = list(summary["eps_reported"])
+        head = ["step", "test error"] + [f"log10 Q({n})" for n in names] + ["log10 median q"]
+        rows = [head]
+        for c in summary["checkpoints"]:
+            rows.append([str(c["step"]), _fmt(c["test_error"], ".3f")]
+                        + [_fmt(c["log10_lq"][n], ".1f") for n in names]
+                        + [_fmt(c["log10_median_likelihood"], ".2f")])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
+        n = summary["checkpoints"][-1]["test_error"]["n"]
+        lines.append(f"means over {n} seeds; uniform policy: log10 k^-N = {summary['uniform_log10_likelihood']:.1f}")
+        t = summary["timing"]
+        lines.append(f"compile {t['compile_s']:.1f}s, run {t['run_s']:.1f}s")
+        return "\n".join(lines)

@@ -1,0 +1,355 @@
+"""``scaling-n``: outcome vs process rewards as the response length grows (claims C5 vs
+C9, PAPER.md §4) — the headline scaling figure.
+
+Measured: reward queries until the policy's likelihood of ``y*`` is ``≥ 1 − ε`` on every
+context (:func:`lpg.hitting.likelihood_at_least`), for
+
+* Algorithm 1 (:class:`lpg.BestOfM`, outcome reward), ``m = min(⌈1/Q_{q0}(ε)⌉, k^N)``
+  (``log m = N log k`` for the uniform base: ``32^128`` is carried in log space by the
+  exact event path);
+* Algorithm 2 (:class:`lpg.TokenBestOfM`, process reward),
+  ``m = min(⌈1/Q^TL_{q0}(ε)⌉, k)``;
+
+for ``N`` from 1 to 128 at ``k = 4`` and ``k = 32``, from two base models: the uniform
+policy (``α = Q_{q0}(ε) = k^-N``, ``Q^TL = 1/k``) and a supervised pre-trained one.
+
+Theory. C5: ``Q = Õ((m + 1/ε)/γ²)``, so from the uniform base ``ln Q ≈ N ln k`` — a
+straight line in ``N`` of slope ``ln k`` (acceptance: within 15%). C9:
+``Q = Õ(N·min(1/Q^TL, k)/γ² + 1/(γ²ε))`` — linear in ``N`` (acceptance: log-log slope
+in ``[0.7, 1.3]``). The lower bound C6 (any ORM method needs ``Ω̃(1/(Q_{q0}(ε)γ²))``
+queries) is drawn, without a fitted constant, under the ORM series.
+
+Why the planted task (:func:`lpg.make_planted`) and not the teacher: its margin is
+exactly ``γ`` at every ``N`` (the teacher's margin, and with it the ``1/γ²`` factor,
+changes with ``N`` and with the draw of ``A, B``), and its contexts are few and uniform,
+so the tracked likelihoods are the exact per-sample quantity, not an estimate. Along
+``y*`` every position of a planted task has the same next-token law, so supervised
+pre-training with the token-averaged loss (the authors' recipe: Adagrad, lr 0.1) gives
+a per-token likelihood ``p0`` of ``y*`` that does not depend on ``N``: the pre-trained
+base has ``α = p0^N`` — better than uniform, still exponentially small in ``N``.
+Its theory slope for Algorithm 1 is ``d ln(1/Q_{q0}(ε))/dN = ln(1/p0)``, read off the
+base model itself.
+
+Regimes (fixed before looking at the data). Algorithm 1: the ``N`` where the claim's
+``m`` term dominates its ``1/ε`` term, ``1/Q_{q0}(ε) ≥ 10/ε`` (for ``k = 4, ε = 0.01``:
+``N ≥ 5``). Algorithm 2: every ``N``. ``ε = 0.01`` (not 0.1): the per-prefix
+verification of :class:`lpg.TokenBestOfM` costs ``N`` queries in each late iteration,
+while its learning phase costs about the same at every ``N`` on a planted task (the
+token weights are shared by all positions, so a walk that stops early still teaches the
+later positions); the linear term then needs ``N ≫`` (learning cost)/(``N``-cost per
+late iteration), and at ``ε = 0.1``, ``k = 32`` it does not dominate below ``N ≈ 100``
+(measured log-log slope ≈ 0.5 there; ``summary.json`` also holds the affine fit
+``Q ≈ a + b·N`` of the medians so the intercept can be read off).
+
+CPU default: 2 ``k`` × 8 ``N`` × 2 bases × 2 algorithms × 16 seeds, a few minutes.
+GPU: ``--seeds 64 --set Ns=1,2,4,8,16,32,64,128,256,512 max_steps=40000``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import lpg
+from lpg import _checks, plotting
+from lpg.experiments import Experiment, register
+from lpg.experiments import _scaling as sc
+from lpg.features import max_planted_contexts
+from lpg.hitting import likelihood_at_least, run_until
+from lpg.results import read_results, write_results
+from lpg.sweep import sweep
+
+ALGS = ("orm", "prm")
+BASES = ("uniform", "pretrained")
+ALG_LABEL = {"orm": "Alg. 1 (ORM)", "prm": "Alg. 2 (PRM)"}
+
+
+def pad_of(N: int) -> int:
+    """Padded length of the compiled program that runs ``N``: the smallest ``8·4^j ≥ N``
+    (runs of one bucket share a compile; short runs do not pay for ``N = 128``)."""
+    pad = 8
+    while pad < N:
+        pad *= 4
+    return pad
+
+
+def pretrained_base(config: dict, k: int):
+    """Supervised base weights (Adagrad, token-averaged cross-entropy). The planted
+    task's per-token law along ``y*`` is the same at every position, so the weights do
+    not depend on ``N`` (pre-trained once, at ``N = 1``)."""
+    task = lpg.make_planted(jax.random.PRNGKey(config["task_seed"]), k=k, N=1, gamma=config["gamma"])
+    problem = sc.planted_problem(task, key=jax.random.PRNGKey(0))
+    return lpg.pretrain(problem, jax.random.PRNGKey(config["task_seed"] + 1), steps=config["pretrain_steps"],
+                        batch_size=config["pretrain_batch"], lr=config["pretrain_lr"])
+
+
+def make_run(config: dict, alg_name: str, k: int, pad: int, w_pre):
+    """One run: ``fn(key, N, base)`` (``base`` 0 uniform, 1 pre-trained)."""
+    task = lpg.make_planted(jax.random.PRNGKey(config["task_seed"]), k=k, N=pad, gamma=config["gamma"])
+    eps = config["eps"]
+    alg = (lpg.BestOfM if alg_name == "orm" else lpg.TokenBestOfM)(batch_size=config["batch_size"])
+    target = likelihood_at_least(eps)
+
+    def run(key, N, base):
+        w0 = jnp.where(base == 1, w_pre, jnp.zeros_like(w_pre))
+        problem = sc.planted_problem(task, key=jax.random.PRNGKey(0), base=w0, length=N)
+        log_q, log_tl = sc.base_quantiles(problem, eps)
+        log_m = sc.orm_log_m(log_q, N, k) if alg_name == "orm" else sc.prm_log_m(log_tl, k)
+        hit = run_until(alg, problem, sc.hyper_with(log_m), key, max_steps=config["max_steps"], target=target,
+                        check_every=config["check_every"])
+        return {"hit": hit.hit, "steps": hit.steps, "log_queries": hit.log_queries, "log_m": log_m,
+                "log_q0": log_q, "log_q0_tl": log_tl}
+
+    return run
+
+
+def validate(config: dict) -> None:
+    ks = config["ks"]
+    if not ks:
+        raise ValueError("ks must list at least one vocabulary size")
+    for k in ks:
+        _checks.int_at_least("ks[i]", k, 2)
+    Ns = config["Ns"]
+    if len(Ns) < 2 or sorted(set(Ns)) != list(Ns):
+        raise ValueError(f"Ns must be at least two increasing response lengths, got {Ns!r}")
+    for N in Ns:
+        _checks.int_at_least("Ns[i]", N, 1)
+    gamma = _checks.in_open_closed("gamma", config["gamma"], 0.0, 1.0)
+    for k in ks:
+        if max_planted_contexts(k, gamma) < 1:
+            raise ValueError(f"gamma must be at most sqrt(k/(k-1)) for k={k}, got {gamma!r}")
+    _checks.in_open("eps", config["eps"], 0.0, 1.0)
+    for name in ("batch_size", "max_steps", "check_every", "pretrain_steps", "pretrain_batch", "n_boot"):
+        _checks.int_at_least(name, config[name], 1)
+    _checks.int_at_least("task_seed", config["task_seed"], 0)
+    _checks.positive("pretrain_lr", config["pretrain_lr"])
+    if config["max_steps"] % config["check_every"]:
+        raise ValueError(f"check_every must divide max_steps={config['max_steps']}, got {config['check_every']}")
+    for name, allowed in (("algs", ALGS), ("bases", BASES)):
+        if not config[name]:
+            raise ValueError(f"{name} must list at least one of {', '.join(allowed)}")
+        for v in config[name]:
+            _checks.one_of(f"{name}[i]", v, allowed)
+
+
+def run_all(config: dict, *, seeds: int, out_dir: Path | None, resume: bool) -> tuple[dict, dict]:
+    """Every (algorithm, k, padded length) sweep; returns per-run arrays and timings."""
+    cols = {name: [] for name in ("alg", "k", "N", "base", "seed", "hit", "steps", "log_queries", "log_m",
+                                  "log_q0", "log_q0_tl")}
+    timing = {"compile_s": 0.0, "run_s": 0.0}
+    base_ids = [BASES.index(b) for b in config["bases"]]
+    for k in config["ks"]:
+        w_pre = pretrained_base(config, k)
+        for alg_name in config["algs"]:
+            buckets: dict[int, list[int]] = {}
+            for N in config["Ns"]:
+                buckets.setdefault(pad_of(N), []).append(N)
+            for pad, Ns in buckets.items():
+                fn = make_run(config, alg_name, k, pad, w_pre)
+                ckpt = None if out_dir is None else Path(out_dir) / "sweeps" / f"{alg_name}_k{k}_pad{pad}"
+                res = sweep(fn, {"N": Ns, "base": base_ids}, seeds=seeds, chunk_size=seeds, out_dir=ckpt,
+                            resume=resume, desc=f"scaling-n {alg_name} k={k} N<={pad}",
+                            fingerprint={key: config[key] for key in sorted(config)})
+                timing["compile_s"] += res.compile_s
+                timing["run_s"] += res.run_s
+                n = res.seed.shape[0]
+                cols["alg"].append(np.full(n, ALGS.index(alg_name)))
+                cols["k"].append(np.full(n, k))
+                cols["N"].append(res.settings["N"])
+                cols["base"].append(res.settings["base"])
+                cols["seed"].append(res.seed)
+                for name in ("hit", "steps", "log_queries", "log_m", "log_q0", "log_q0_tl"):
+                    cols[name].append(np.asarray(res.outputs[name]))
+    arrays = {name: np.concatenate(v) for name, v in cols.items()}
+    return arrays, timing
+
+
+def _select(arrays, alg, k, base):
+    return (arrays["alg"] == ALGS.index(alg)) & (arrays["k"] == k) & (arrays["base"] == BASES.index(base))
+
+
+def summary_of(arrays: dict, config: dict) -> dict:
+    eps, gamma = config["eps"], config["gamma"]
+    slopes, affine, bases_info = {}, {}, {}
+    for k in config["ks"]:
+        for base in config["bases"]:
+            any_sel = (arrays["k"] == k) & (arrays["base"] == BASES.index(base))
+            Ns = np.unique(arrays["N"][any_sel])
+            log_q0 = np.array([arrays["log_q0"][any_sel & (arrays["N"] == N)][0] for N in Ns])
+            log_tl = np.array([arrays["log_q0_tl"][any_sel & (arrays["N"] == N)][0] for N in Ns])
+            # exact per-token rate of the base: ln(1/Q) is linear in N for both bases
+            rate = float(np.polyfit(Ns, -log_q0, 1)[0]) if Ns.size > 1 else float("nan")
+            bases_info[f"{base}_k{k}"] = {"N": Ns.tolist(), "log10_Q_q0": (log_q0 / sc.LN10).tolist(),
+                                          "Q_TL_q0": np.exp(log_tl).tolist(), "orm_rate": rate}
+            for alg in config["algs"]:
+                sel = _select(arrays, alg, k, base)
+                if not sel.any():
+                    continue
+                x, lq, cens = arrays["N"][sel].astype(float), arrays["log_queries"][sel], ~arrays["hit"][sel]
+                name = f"{alg}_{base}_k{k}"
+                if alg == "orm":
+                    n_min = min(N for N, q in zip(Ns, log_q0) if -q >= math.log(10.0 / eps)) if np.any(
+                        -log_q0 >= math.log(10.0 / eps)) else Ns.max()
+                    accept = (0.85 * rate, 1.15 * rate) if base == "uniform" else None
+                    note = ("ln(queries) vs N; theory ln k" if base == "uniform"
+                            else "ln(queries) vs N; theory ln(1/p0) = d ln(1/Q_q0(eps))/dN of the pre-trained base")
+                    slopes[name] = sc.fit_record(x, lq, cens, theory=rate, accept=accept, log_x=False, log_y=False,
+                                                 regime=[float(n_min), float(Ns.max())], n_boot=config["n_boot"],
+                                                 note=note)
+                else:
+                    slopes[name] = sc.fit_record(x, lq, cens, theory=1.0, accept=(0.7, 1.3) if base == "uniform"
+                                                 else None, log_x=True, log_y=False, n_boot=config["n_boot"],
+                                                 note="log-log slope of queries vs N")
+                    med = np.exp(np.asarray(slopes[name]["points"]["median"], np.float64))
+                    xs = np.asarray(slopes[name]["points"]["x"], np.float64)
+                    ok = np.isfinite(med)
+                    if ok.sum() >= 2:
+                        b, a = np.polyfit(xs[ok], med[ok], 1)
+                        affine[name] = {"intercept": float(a), "per_N": float(b)}
+    return {
+        "experiment": "scaling-n",
+        "claims": ["C5", "C9"],
+        "eps": eps,
+        "gamma": gamma,
+        "slopes": slopes,
+        "prm_affine_fit": affine,
+        "bases": bases_info,
+        "censored_runs": int(np.sum(~arrays["hit"])),
+        "runs": int(arrays["hit"].size),
+    }
+
+
+def figure(arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
+    ks = config["ks"]
+    fig, axes = plotting.figure(len(ks) + 2, width=4.6, height=3.9)
+    gamma = config["gamma"]
+    for ax, k in zip(axes, ks):
+        for alg in config["algs"]:
+            for base in config["bases"]:
+                sel = _select(arrays, alg, k, base)
+                if not sel.any():
+                    continue
+                st = sc.STYLE[(alg, base)]
+                x = arrays["N"][sel].astype(float)
+                y = arrays["log_queries"][sel] / sc.LN10
+                xs, med = sc.scaling_series(ax, x, y, ~arrays["hit"][sel], label=f"{ALG_LABEL[alg]}, {base} base",
+                                            color=st["color"], marker=st["marker"], jitter=0.6, log_x=False)
+                rec = summary["slopes"][f"{alg}_{base}_k{k}"]
+                if alg == "orm":
+                    sc.theory_overlay(ax, xs, med, rec["theory"], color=st["color"], log_x=False)
+                    info = summary["bases"][f"{base}_k{k}"]
+                    lb = (-np.asarray(info["log10_Q_q0"]) * sc.LN10 + 2 * math.log(1 / gamma)) / sc.LN10
+                    sc.lower_bound_overlay(ax, info["N"], lb, color=st["color"])
+                else:
+                    sc.theory_overlay(ax, xs, med, 1.0, color=st["color"], log_x=True)
+        ax.set_xlabel("response length N")
+        ax.set_ylabel("reward queries to likelihood ≥ 1−ε")
+        plotting.log10_axis(ax)
+        ax.set_title(f"k = {k}: exponential (ORM) vs linear (PRM) in N", fontsize=10)
+        ax.grid(alpha=0.25)
+    ax = axes[0]
+    from matplotlib.lines import Line2D
+
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], ls="--", color="#555555", label="theory slope, fitted constant"),
+                Line2D([], [], ls=":", color="#555555", label="ORM lower bound 1/(Q_q0(ε)γ²)"),
+                sc.censored_legend_handle()]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", frameon=False)
+
+    # PRM on log-log axes: slope 1
+    ax = axes[len(ks)]
+    for k in ks:
+        for base in config["bases"]:
+            sel = _select(arrays, "prm", k, base)
+            if not sel.any():
+                continue
+            st = sc.STYLE[("prm", base)]
+            x = arrays["N"][sel].astype(float)
+            y = arrays["log_queries"][sel] / sc.LN10
+            marker = "o" if k == ks[0] else "D"
+            xs, med = sc.scaling_series(ax, x, y, ~arrays["hit"][sel], label=f"PRM, {base}, k={k}", color=st["color"],
+                                        marker=marker, jitter=0.04)
+            sc.theory_overlay(ax, xs, med, 1.0, color=st["color"])
+    ax.set_xscale("log", base=2)
+    plotting.log10_axis(ax)
+    ax.set_xlabel("response length N")
+    ax.set_ylabel("reward queries (PRM)")
+    ax.set_title("Alg. 2 (PRM): queries ∝ N (dashed: slope 1)", fontsize=10)
+    ax.legend(fontsize=7, frameon=False)
+    ax.grid(alpha=0.25, which="both")
+
+    # iterations
+    ax = axes[len(ks) + 1]
+    for k in ks:
+        for alg in config["algs"]:
+            sel = _select(arrays, alg, k, "uniform") if "uniform" in config["bases"] else _select(
+                arrays, alg, k, config["bases"][0])
+            if not sel.any():
+                continue
+            st = sc.STYLE[(alg, "uniform")]
+            x = arrays["N"][sel].astype(float)
+            y = np.log10(np.maximum(arrays["steps"][sel], 1))
+            sc.scaling_series(ax, x, y, ~arrays["hit"][sel], label=f"{ALG_LABEL[alg]}, k={k}", color=st["color"],
+                              marker="o" if k == ks[0] else "D", ls="-" if k == ks[0] else "--", jitter=0.04)
+    ax.set_xscale("log", base=2)
+    plotting.log10_axis(ax)
+    ax.set_xlabel("response length N")
+    ax.set_ylabel("iterations (updates) to likelihood ≥ 1−ε")
+    ax.set_title("iterations from the uniform base", fontsize=10)
+    ax.legend(fontsize=7, frameon=False)
+    ax.grid(alpha=0.25, which="both")
+    fig.suptitle(f"C5 vs C9 — planted task, γ = {gamma:g}, ε = {config['eps']:g}; dots: runs, "
+                 f"lines: Kaplan–Meier medians over {int(arrays['seed'].max()) + 1} seeds", fontsize=10)
+    fig.tight_layout()
+    return plotting.save(fig, out_dir, "scaling_n")
+
+
+@register
+class ScalingN(Experiment):
+    name = "scaling-n"
+    description = "C5 vs C9: queries to likelihood 1-eps vs response length N — exponential for ORM (Alg. 1), linear for PRM (Alg. 2)"
+    defaults = {
+        "ks": [4, 32],
+        "Ns": [1, 2, 4, 8, 16, 32, 64, 128],
+        "algs": ["orm", "prm"],
+        "bases": ["uniform", "pretrained"],
+        "gamma": 0.5,
+        "eps": 0.01,
+        "batch_size": 4,
+        "max_steps": 8000,
+        "check_every": 5,
+        "pretrain_steps": 30,
+        "pretrain_batch": 16,
+        "pretrain_lr": 0.1,
+        "task_seed": 0,
+        "n_boot": 2000,
+    }
+    default_seeds = 16
+
+    def validate(self, config: dict) -> None:
+        validate(config)
+
+    def run(self, config: dict, *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
+        t0 = time.perf_counter()
+        arrays, timing = run_all(config, seeds=seeds, out_dir=out_dir, resume=resume)
+        summary = summary_of(arrays, config)
+        summary["timing"] = {**timing, "total_s": time.perf_counter() - t0}
+        write_results(out_dir, config={"experiment": self.name, "seeds": seeds, **config}, arrays=arrays,
+                      summary=summary)
+        return summary
+
+    def plot(self, out_dir: Path) -> list[Path]:
+        config, arrays, summary = read_results(out_dir)
+        return figure(arrays, config, summary, Path(out_dir))
+
+    def table(self, summary: dict) -> str:
+        lines = [sc.slopes_table(summary["slopes"])]
+        for name, fit in summary.get("prm_affine_fit", {}).items():
+            lines.append(f"{name}: median queries ≈ {fit['intercept']:.3g} + {fit['per_N']:.3g}·N")
+        lines.append(f"censored runs: {summary['censored_runs']}/{summary['runs']}")
+        return "\n".join(lines)

@@ -1,0 +1,169 @@
+"""Fast paths for the paper's bigram policy (PAPER.md §1), measured in ``benchmarks/``.
+
+The bigram logits ``logits_i(y) = <x, W1[:, y]> + W2[y_{i-1}, y]`` depend on the prefix
+only through the previous token, which takes one of ``k + 1`` values (``START`` or a
+token). So everything the token loop needs is a table with ``k + 1`` rows per context,
+built once, in parallel, before the loop; the loop itself only gathers rows:
+
+* sampling: the unnormalised CDF of every row (``(k + 1)·k`` exponentials per context
+  instead of ``N·k``, and no ``exp`` inside the loop), then one uniform per token
+  (inverse CDF, the same arithmetic as :func:`lpg.policy.sample_from_logits`);
+* gradients of ``Σ_b Σ_i c_{b,i} log p_w(y_{b,i} | x_b, y_{b,<i})``: analytic,
+  ``∂/∂logits_i = c_i (e_{y_i} − p_i)``, grouped by the previous token, so
+  ``∇W1 = Xᵀ (Hy − Σ_j C_j P_j)`` and ``∇W2[j] = H[j] − Σ_b C_{b,j} P_{b,j}``
+  with ``C``, ``Hy``, ``H`` weighted histograms (scatter-adds) and ``P`` the softmax table
+  — no ``(B, N, k)`` tensor and no autodiff scatter;
+* the teacher's ``y*`` (PAPER.md §1): the next correct token as a function of the
+  previous one is an argmax table, after which the loop is a gather.
+
+Each row is normalised by its own maximum, so no product of separately shifted
+exponentials can underflow (large logit ranges are safe).
+
+Every function here agrees with the plain JAX reference path that serves any other
+feature map (``tests/test_kernels.py``): the same samples for the same uniforms up to
+float32 rounding at CDF boundaries, the same gradients to float32 tolerance, the same
+``y*`` exactly. :func:`fast_bigram` decides when a fast path applies.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from lpg.features import START, Bigram, BigramParams
+
+_UNROLL = 8
+"""Token-loop unroll: fewer loop iterations for XLA to schedule, at a small compile cost."""
+
+_ARGMAX_UNROLL_MAX_K = 64
+"""Up to this ``k`` the table argmax is an unrolled running maximum (XLA's variadic
+argmax reduction is an order of magnitude slower on CPU); above it, ``jnp.argmax``."""
+
+
+def fast_bigram(fmap, n: int | None = None) -> bool:
+    """Whether the bigram fast paths apply: exactly the paper's :class:`Bigram` map (a
+    subclass may change ``step_logits``), and, for the row tables, ``k + 1 <= n``
+    (otherwise building ``k + 1`` rows costs more than the ``n`` the loop visits)."""
+    if type(fmap) is not Bigram:
+        return False
+    return n is None or fmap.k + 1 <= n
+
+
+def _prev_rows(W2) -> jax.Array:
+    """``(k + 1, k)``: row 0 is the ``START`` row (zeros), row ``j + 1`` is ``W2[j]``."""
+    return jnp.concatenate([jnp.zeros((1, W2.shape[-1]), W2.dtype), W2], axis=-2)
+
+
+def _cumsum_last(p) -> jax.Array:
+    """Cumulative sum over the last (short) axis as a matmul with a triangle of ones:
+    several times faster than XLA's cumsum on CPU. ``HIGHEST`` keeps full float32 on
+    accelerators whose default matmul precision is lower."""
+    k = p.shape[-1]
+    tri = jnp.triu(jnp.ones((k, k), p.dtype))
+    return jnp.matmul(p, tri, precision=jax.lax.Precision.HIGHEST)
+
+
+def bigram_cdf_table(w: BigramParams, x) -> jax.Array:
+    """Unnormalised CDF of the next token for every previous token: ``(k + 1, k)``,
+    row ``prev + 1`` (row 0: ``START``), each row from ``exp(logits − max logits)``."""
+    logits = (x @ w.W1)[None, :] + _prev_rows(w.W2)
+    p = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+    return _cumsum_last(p)
+
+
+def bigram_sample(w: BigramParams, x, us) -> jax.Array:
+    """``y ~ p_w(·|x)`` for the bigram policy with the given uniforms ``us`` (one per
+    token, shape ``(n,)``): ``y_i`` is the first ``y`` with ``CDF(y) > u_i·CDF(k−1)``
+    (inverse CDF, as :func:`lpg.policy.sample_from_logits`). Returns int32 ``(n,)``."""
+    cdf = bigram_cdf_table(w, x)
+    total = cdf[:, -1]
+    k = cdf.shape[-1]
+
+    def body(prev, u):
+        # total is gathered on its own so that the row gather fuses into the count.
+        tok = jnp.sum(cdf[prev + 1] <= u * total[prev + 1])
+        tok = jnp.minimum(tok, k - 1).astype(jnp.int32)
+        return tok, tok
+
+    _, ys = jax.lax.scan(body, jnp.asarray(START, jnp.int32), us)
+    return ys
+
+
+def bigram_softmax_table(w: BigramParams, xs) -> jax.Array:
+    """``p_w(· | x_b, prev = j)`` for every context and previous token: ``(B, k + 1, k)``."""
+    logits = (xs @ w.W1)[:, None, :] + _prev_rows(w.W2)[None]
+    return jax.nn.softmax(logits, axis=-1)
+
+
+def _weighted_hist(index, weights, size: int) -> jax.Array:
+    return jnp.zeros((size,), weights.dtype).at[index.ravel()].add(weights.ravel())
+
+
+def bigram_weighted_grad(w: BigramParams, xs, ys, coef, length=None) -> BigramParams:
+    """``∇_w Σ_b c_b log p_w(y_b|x_b)`` (``coef (B,)``) or
+    ``∇_w Σ_{b,i} c_{b,i} log p_w(y_{b,i}|x_b, y_{b,<i})`` (``coef (B, N)``), in closed
+    form; positions ``i >= length`` contribute nothing."""
+    B, N = ys.shape
+    k = w.W2.shape[0]
+    dtype = w.W1.dtype
+    mask = jnp.arange(N) < (N if length is None else length)
+    coef = jnp.asarray(coef, dtype)
+    c = jnp.where(mask, coef if coef.ndim == 2 else coef[:, None], 0.0).astype(dtype)
+    ys = ys.astype(jnp.int32)
+    prev1 = jnp.concatenate([jnp.zeros((B, 1), jnp.int32), ys[:, :-1] + 1], axis=1)  # prev + 1
+    row = jnp.arange(B, dtype=jnp.int32)[:, None]
+    C = _weighted_hist(row * (k + 1) + prev1, c, B * (k + 1)).reshape(B, k + 1)
+    Hy = _weighted_hist(row * k + ys, c, B * k).reshape(B, k)
+    H = _weighted_hist(prev1 * k + ys, c, (k + 1) * k).reshape(k + 1, k)
+    P = bigram_softmax_table(w, xs)
+    hi = jax.lax.Precision.HIGHEST
+    g_logits = Hy - jnp.einsum("bj,bjy->by", C, P, precision=hi)
+    gW1 = jnp.matmul(xs.T.astype(dtype), g_logits, precision=hi)
+    gW2 = H[1:] - jnp.einsum("bj,bjy->jy", C[:, 1:], P[:, 1:], precision=hi)
+    return BigramParams(gW1, gW2)
+
+
+def _table_argmax(base, rows) -> jax.Array:
+    """``argmax_y (base[y] + rows[j, y])`` for every row ``j`` (first maximum on ties),
+    int32 ``(rows.shape[0],)``. For small ``k`` an unrolled running maximum over ``y``
+    whose terms are formed on the fly: the ``(k + 1, k)`` table is never stored (XLA's
+    variadic argmax reduction is an order of magnitude slower on CPU, and a stored
+    table falls out of cache once a seed sweep vmaps over it)."""
+    k = base.shape[-1]
+    if k > _ARGMAX_UNROLL_MAX_K:
+        return jnp.argmax(base[None, :] + rows, axis=-1).astype(jnp.int32)
+    best = base[0] + rows[:, 0]
+    arg = jnp.zeros(best.shape, jnp.int32)
+    for y in range(1, k):
+        v = base[y] + rows[:, y]
+        better = v > best
+        best = jnp.where(better, v, best)
+        arg = jnp.where(better, jnp.int32(y), arg)
+    return arg
+
+
+def teacher_response(A, B, x, N: int) -> jax.Array:
+    """``y*(x)`` of PAPER.md §1 (a drop-in for :func:`lpg.tasks.teacher_response`):
+    the next correct token for every previous one is tabulated first,
+    ``next[j] = argmax_y (A x + B[:, j])_y``, then the chain is followed by gathers."""
+    nxt = _table_argmax(A @ x, _prev_rows(B.T))  # (k + 1,): row j+1 is A x + B[:, j]
+
+    def body(prev, _):
+        tok = nxt[prev + 1]
+        return tok, tok
+
+    _, ys = jax.lax.scan(body, jnp.asarray(START, jnp.int32), None, length=N, unroll=min(_UNROLL, N))
+    return ys
+
+
+def bigram_token_log_probs(w: BigramParams, x, y, length=None) -> jax.Array:
+    """``log p_w(y_i | x, y_<i)`` (``(N,)``, 0 at padding) from a ``(k + 1)``-row
+    log-normaliser table: ``(k + 1)·k`` exponentials instead of ``N·k``."""
+    N = y.shape[0]
+    code = x @ w.W1
+    logits = code[None, :] + _prev_rows(w.W2)
+    log_z = jax.nn.logsumexp(logits, axis=-1)  # (k + 1,)
+    y = y.astype(jnp.int32)
+    prev1 = jnp.concatenate([jnp.zeros((1,), jnp.int32), y[:-1] + 1])
+    lp = logits[prev1, y] - log_z[prev1]
+    return jnp.where(jnp.arange(N) < (N if length is None else length), lp, 0.0)

@@ -1,0 +1,399 @@
+"""Sweeps: many seeds × a grid of settings in one compiled, vmapped call.
+
+``fn(key, **settings)`` is ONE run: it returns a pytree of arrays. :func:`sweep`
+lays out the run axis — the product of the grid values (grid-major, in dict order)
+times the seeds (seed-minor) — and evaluates ``jit(vmap(fn))`` on it:
+
+* **traced vs static.** Every grid setting reaches ``fn`` as a traced scalar (float32,
+  or int32 when all its values are integers), so sweeping a learning rate, ``log m``,
+  ``ζ`` or a response length (the padded, masked path of ``Problem.length``) never
+  recompiles. Shape-deciding settings (``N_max``, ``k``, batch size, reward type…) are
+  closed over by ``fn``: one :func:`sweep` call per static value.
+* **chunks.** ``chunk_size`` runs at a time (the last chunk padded with copies of its
+  last run, the padding dropped), one compiled program for every chunk, so a sweep fits
+  in memory and gives the same per-run results chunked or not.
+* **devices.** The run axis of each chunk is sharded over every device
+  (``jax.sharding.NamedSharding`` on a 1-D mesh named ``"runs"``); ``chunk_size`` is
+  rounded up to a multiple of the device count. In a multi-host job started with
+  ``jax.distributed.initialize()`` the mesh spans every process's devices, each process
+  builds the same inputs, and the outputs are gathered back on every host.
+* **checkpoints.** With ``out_dir``, each finished chunk is written atomically to
+  ``chunk_NNNNNN.npz`` next to ``sweep.json`` (what the sweep is); ``resume=True``
+  reuses the chunks on disk and computes the rest, ending bit-identical to an
+  uninterrupted sweep.
+* **progress.** A status line on stderr (runs done, elapsed, ETA, runs/s and reward
+  queries/s when the outputs have a ``log_queries`` leaf — cumulative natural-log
+  counts whose last entry per run is the run's total), shown only on a terminal unless
+  ``progress=True``. Compile time (``lower`` + ``compile``) is measured on its own;
+  the compiled program is kept and reused by a later sweep of the same ``fn`` object
+  with the same setting names, dtypes, chunk size and devices (``compile_s`` is then 0).
+
+A single run with seed ``s`` uses :func:`run_key` ``(s)``, the same key as run ``s`` of
+any sweep, so ``fn(run_key(s), **settings)`` reproduces that run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from lpg.results import atomic_write_bytes, atomic_write_json, npz_bytes, to_jsonable
+
+AXIS = "runs"
+MAX_SEED = 2**31 - 1
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SweepResult(NamedTuple):
+    settings: dict  # name -> (R,) values of that setting per run
+    seed: np.ndarray  # (R,)
+    outputs: Any  # pytree of np.ndarray, leading axis R
+    compile_s: float
+    run_s: float
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}")
+    return int(seed)
+
+
+def run_key(seed: int) -> jax.Array:
+    """The PRNG key of the run with this seed (in a sweep or alone): a raw ``uint32``
+    key, ``jax.random.PRNGKey(seed)``."""
+    return jax.random.PRNGKey(_check_seed(seed))
+
+
+def _key_data(seeds: np.ndarray) -> np.ndarray:
+    """:func:`run_key` of every seed, ``(R, 2)`` ``uint32``, built in one call."""
+    return np.asarray(jax.jit(jax.vmap(jax.random.PRNGKey))(jnp.asarray(seeds, jnp.int32)))
+
+
+# ---------------------------------------------------------------------------------
+# The run axis
+# ---------------------------------------------------------------------------------
+
+
+def _grid_values(name, values) -> np.ndarray:
+    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+        raise ValueError(f"grid[{name!r}] must be a non-empty sequence of numbers, got {values!r}")
+    items = list(values)
+    if not items:
+        raise ValueError(f"grid[{name!r}] must be a non-empty sequence of numbers, got an empty sequence")
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ValueError(f"grid[{name!r}] must hold numbers only, got {v!r}")
+        if isinstance(v, (float, np.floating)) and math.isnan(v):
+            raise ValueError(f"grid[{name!r}] must not hold nan, got {items!r}")
+    if all(isinstance(v, (int, np.integer)) for v in items):
+        if any(abs(int(v)) > MAX_SEED for v in items):
+            raise ValueError(f"grid[{name!r}] integers must fit int32, got {items!r}")
+        return np.asarray(items, np.int32)
+    return np.asarray(items, np.float32)
+
+
+def _seed_list(seeds) -> np.ndarray:
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"seeds must be an integer >= 1 or a non-empty sequence of seeds, got {seeds!r}")
+        return np.arange(int(seeds), dtype=np.int64)
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)) or len(seeds) == 0:
+        raise ValueError(f"seeds must be an integer >= 1 or a non-empty sequence of seeds, got {seeds!r}")
+    return np.asarray([_check_seed(s) for s in seeds], np.int64)
+
+
+def run_axis(grid: Mapping[str, Sequence], seeds) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``(settings, seed)``: the value of every setting and the seed of every run, the
+    grid product in dict order (first setting slowest) with the seed fastest."""
+    if not isinstance(grid, Mapping):
+        raise ValueError(f"grid must be a dict of setting name -> values, got {type(grid).__name__}")
+    axes = {}
+    for name, values in grid.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"grid keys must be Python identifiers (they become keyword arguments), got {name!r}")
+        axes[name] = _grid_values(name, values)
+    seed_values = _seed_list(seeds)
+    shape = tuple(len(v) for v in axes.values()) + (len(seed_values),)
+    idx = [i.ravel() for i in np.indices(shape)]
+    settings = {name: values[i] for (name, values), i in zip(axes.items(), idx)}
+    return settings, seed_values[idx[-1]]
+
+
+# ---------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------
+
+
+def _chunk_path(out_dir: Path, i: int) -> Path:
+    return out_dir / f"chunk_{i:06d}.npz"
+
+
+def _structure(out_info) -> dict:
+    leaves, treedef = jax.tree_util.tree_flatten(out_info)
+    return {"treedef": str(treedef), "leaves": [[list(l.shape), str(l.dtype)] for l in leaves]}
+
+
+def _load_checkpoint(out_dir: Path, spec: dict, n_leaves: int) -> list[list[np.ndarray]]:
+    import json
+
+    meta_path = out_dir / "sweep.json"
+    if not meta_path.is_file():
+        return []
+    stored = json.loads(meta_path.read_text())
+    if stored != to_jsonable(spec):
+        diff = sorted(k for k in set(stored) | set(spec) if stored.get(k) != to_jsonable(spec).get(k))
+        raise ValueError(
+            f"resume: {out_dir} holds a checkpoint of a different sweep (differs in: {', '.join(diff)}); "
+            "use another output directory or run without resume"
+        )
+    chunks = []
+    while _chunk_path(out_dir, len(chunks)).is_file():
+        with np.load(_chunk_path(out_dir, len(chunks))) as z:
+            chunks.append([z[f"leaf_{j}"] for j in range(n_leaves)])
+    return chunks
+
+
+def _clear_checkpoint(out_dir: Path) -> None:
+    for p in out_dir.glob("chunk_*.npz"):
+        p.unlink()
+    (out_dir / "sweep.json").unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------
+# Progress
+# ---------------------------------------------------------------------------------
+
+
+def _fmt_time(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def format_log_count(log_value: float) -> str:
+    """A count given by its natural log, readable: ``1.23e+06`` or ``10^443.6``."""
+    if not math.isfinite(log_value):
+        return "0" if log_value < 0 else "inf"
+    if log_value < math.log(1e15):
+        return f"{math.exp(log_value):.3g}"
+    return f"10^{log_value / math.log(10):.1f}"
+
+
+def _query_leaves(out_info) -> list[int]:
+    """Indices of the leaves named ``log_queries`` (attribute or dict key)."""
+    found = []
+    for j, (path, _) in enumerate(jax.tree_util.tree_flatten_with_path(out_info)[0]):
+        last = path[-1] if path else None
+        name = getattr(last, "name", None) or getattr(last, "key", None)
+        if name == "log_queries":
+            found.append(j)
+    return found
+
+
+def _log_total_queries(leaves: list[np.ndarray], which: list[int]) -> float:
+    total = -np.inf
+    for j in which:
+        a = np.asarray(leaves[j], np.float64)
+        per_run = a.reshape(a.shape[0], -1)[:, -1] if a.ndim else a
+        per_run = per_run[~np.isnan(per_run)]
+        if per_run.size:
+            total = np.logaddexp(total, np.logaddexp.reduce(per_run))
+    return float(total)
+
+
+class _Progress:
+    def __init__(self, enabled: bool, desc: str, total: int):
+        self.enabled, self.desc, self.total = enabled, desc, total
+        self.t0 = time.perf_counter()
+        self.width = 0
+
+    def say(self, text: str, end: str = "") -> None:
+        if not self.enabled:
+            return
+        line = f"{self.desc}: {text}" if self.desc else text
+        pad = max(0, self.width - len(line))
+        sys.stderr.write("\r" + line + " " * pad + end)
+        sys.stderr.flush()
+        self.width = 0 if end else len(line)
+
+    def update(self, done: int, new_runs: int, log_queries: float) -> None:
+        elapsed = time.perf_counter() - self.t0
+        rate = new_runs / elapsed if elapsed > 0 else float("nan")
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        text = f"{done}/{self.total} runs  {_fmt_time(elapsed)} elapsed  ETA {_fmt_time(eta)}  {rate:.3g} runs/s"
+        if math.isfinite(log_queries) and elapsed > 0:
+            text += f"  {format_log_count(log_queries - math.log(elapsed))} queries/s"
+        self.say(text, end="\n" if done == self.total else "")
+
+
+# ---------------------------------------------------------------------------------
+# The sweep
+# ---------------------------------------------------------------------------------
+
+
+def _global_array(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
+def _to_host(tree) -> list[np.ndarray]:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        tree = multihost_utils.process_allgather(tree, tiled=True)
+    return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(tree))]
+
+
+class _Program:
+    """A lowered (traced) and, once needed, compiled ``jit(vmap(fn))`` for one chunk shape."""
+
+    def __init__(self, lowered):
+        self.lowered = lowered
+        self.compiled = None
+
+
+_PROGRAMS: dict = {}
+_MAX_PROGRAMS = 8
+
+
+def _program(fn, settings: dict, c: int, devices, chunk_inputs) -> _Program:
+    """The program of ``fn`` for chunks of ``c`` runs, reused across :func:`sweep` calls
+    with the same function, setting names and dtypes, chunk size and devices (like
+    ``jax.jit``, a function is identified by the object itself)."""
+
+    def one(kd, st):
+        return fn(kd, **st)
+
+    try:
+        key = (fn, tuple((k, str(v.dtype)) for k, v in settings.items()), c, tuple(devices))
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in _PROGRAMS:
+        return _PROGRAMS[key]
+    program = _Program(jax.jit(jax.vmap(one)).lower(*chunk_inputs(0)))
+    if key is not None:
+        if len(_PROGRAMS) >= _MAX_PROGRAMS:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+        _PROGRAMS[key] = program
+    return program
+
+
+def sweep(
+    fn: Callable[..., Any],
+    grid: Mapping[str, Sequence],
+    *,
+    seeds,
+    chunk_size: int | None = None,
+    out_dir=None,
+    resume: bool = False,
+    desc: str = "",
+    progress: bool | None = None,
+    fingerprint: Mapping | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> SweepResult:
+    """Run ``fn(key, **settings)`` for every grid point × seed (see the module docstring).
+
+    ``fingerprint``: extra JSON-able facts a checkpoint must match to be resumed (e.g.
+    the static settings ``fn`` closes over). ``on_chunk(done, total)`` is called after
+    each chunk is stored (its exceptions propagate: a way to stop a sweep early).
+    Returns a :class:`SweepResult` with NumPy arrays whose leading axis is the run."""
+    if not callable(fn):
+        raise ValueError(f"fn must be callable, got {fn!r}")
+    settings, seed = run_axis(grid, seeds)
+    R = int(seed.shape[0])
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be None or an integer >= 1, got {chunk_size!r}")
+    devices = jax.devices()
+    n_dev = len(devices)
+    c = min(int(chunk_size) if chunk_size is not None else R, R)
+    c = -(-c // n_dev) * n_dev
+    n_chunks = -(-R // c)
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    bar = _Progress(show, desc, R)
+
+    key_data = _key_data(seed)
+    mesh = Mesh(np.asarray(devices), (AXIS,))
+    sharding = NamedSharding(mesh, PartitionSpec(AXIS))
+
+    def chunk_inputs(i):
+        rows = np.minimum(np.arange(i * c, (i + 1) * c), R - 1)  # pad with the last run
+        kd = _global_array(key_data[rows], sharding)
+        st = {name: _global_array(v[rows], sharding) for name, v in settings.items()}
+        return kd, st
+
+    program = _program(fn, settings, c, devices, chunk_inputs)
+    out_info = program.lowered.out_info
+    treedef = jax.tree_util.tree_structure(out_info)
+    n_leaves = treedef.num_leaves
+    query_leaves = _query_leaves(out_info)
+
+    ckpt = Path(out_dir) if out_dir is not None else None
+    writer = jax.process_index() == 0
+    chunks: list[list[np.ndarray]] = []
+    if ckpt is not None:
+        spec = {
+            "grid": {k: v.tolist() for k, v in run_axis(grid, [0])[0].items()},
+            "dtypes": {k: str(v.dtype) for k, v in settings.items()},
+            "seeds": seed.tolist(),
+            "chunk_size": c,
+            "outputs": _structure(out_info),
+            "fingerprint": dict(fingerprint or {}),
+        }
+        if resume:
+            chunks = _load_checkpoint(ckpt, spec, n_leaves)[:n_chunks]
+        if writer and not chunks:
+            ckpt.mkdir(parents=True, exist_ok=True)
+            _clear_checkpoint(ckpt)
+            atomic_write_json(ckpt / "sweep.json", spec)
+
+    compile_s = 0.0
+    if len(chunks) < n_chunks and program.compiled is None:
+        bar.say("compiling…")
+        t = time.perf_counter()
+        program.compiled = program.lowered.compile()
+        compile_s = time.perf_counter() - t
+        bar.say(f"compiled in {compile_s:.1f}s", end="\n")
+    compiled = program.compiled
+
+    bar.t0 = time.perf_counter()
+    log_q = -math.inf
+    start = len(chunks)
+    for i in range(start, n_chunks):
+        out = compiled(*chunk_inputs(i))
+        leaves = _to_host(out)
+        if ckpt is not None and writer:
+            atomic_write_bytes(_chunk_path(ckpt, i), npz_bytes({f"leaf_{j}": a for j, a in enumerate(leaves)}))
+        chunks.append(leaves)
+        done = min((i + 1) * c, R)
+        real = done - i * c
+        if query_leaves:
+            log_q = float(np.logaddexp(log_q, _log_total_queries([a[:real] for a in leaves], query_leaves)))
+        bar.update(done, done - min(start * c, R), log_q)
+        if on_chunk is not None:
+            on_chunk(done, R)
+    run_s = time.perf_counter() - bar.t0 if start < n_chunks else 0.0
+
+    stacked = [np.concatenate([ch[j] for ch in chunks])[:R] for j in range(n_leaves)]
+    outputs = jax.tree_util.tree_unflatten(treedef, stacked)
+    return SweepResult(settings, seed, outputs, compile_s, run_s)
+
+
+def grid_size(grid: Mapping[str, Sequence]) -> int:
+    """The number of grid points (runs per seed)."""
+    return int(np.prod([len(v) for v in grid.values()], dtype=np.int64)) if grid else 1
+
+
+__all__ = ["SweepResult", "format_log_count", "grid_size", "run_axis", "run_key", "sweep"]

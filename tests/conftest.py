@@ -1,0 +1,230 @@
+"""Shared references for the engine-core tests.
+
+Everything here is independent of ``lpg``'s own implementation: plain NumPy (float64)
+versions of the bigram policy of PAPER.md §1 and its log-likelihood gradient, exact
+enumeration of ``Y^N`` and the statistical tests used throughout. Every statistical
+test runs with a fixed seed and asserts ``p > P_MIN`` (or a stated number of
+standard errors), so a failure is a real discrepancy with probability ``≥ 1 − P_MIN``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import lpg
+
+P_MIN = 1e-3
+"""Smallest acceptable p-value of a goodness-of-fit or two-sample test."""
+
+N_SE = 5.0
+"""Tolerance of Monte Carlo means, in standard errors (per coordinate, max-abs)."""
+
+
+# ---------------------------------------------------------------------------------
+# Exact enumeration and a NumPy bigram policy (PAPER.md §1)
+# ---------------------------------------------------------------------------------
+
+
+def all_responses(k: int, N: int) -> np.ndarray:
+    """Every response of ``Y^N`` in lexicographic order: ``(k^N, N)`` int."""
+    return np.array(list(itertools.product(range(k), repeat=N)), dtype=np.int32)
+
+
+def cell_index(ys: np.ndarray, k: int) -> np.ndarray:
+    """Index of each response in :func:`all_responses` order (base-``k`` digits)."""
+    ys = np.asarray(ys)
+    N = ys.shape[-1]
+    return (ys * (k ** np.arange(N - 1, -1, -1))).sum(-1)
+
+
+def _log_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def np_bigram_logits(W1, W2, x, y):
+    """Teacher-forced logits ``(N, k)``: ``x @ W1[:, y] + W2[y_{i-1}, y]``, no second
+    term at ``i = 1``; written as an explicit loop over positions."""
+    W1, W2, x = (np.asarray(a, np.float64) for a in (W1, W2, x))
+    rows = []
+    for i in range(len(y)):
+        row = x @ W1
+        if i > 0:
+            row = row + W2[y[i - 1]]
+        rows.append(row)
+    return np.array(rows)
+
+
+def np_bigram_token_log_probs(W1, W2, x, y):
+    lp = _log_softmax(np_bigram_logits(W1, W2, x, y))
+    return np.array([lp[i, y[i]] for i in range(len(y))])
+
+
+def np_bigram_log_prob(W1, W2, x, y):
+    return float(np_bigram_token_log_probs(W1, W2, x, y).sum())
+
+
+def np_bigram_grad(W1, W2, x, y, coef):
+    """``∇_{W1, W2} Σ_i c_i log p(y_i | x, y_<i)`` in float64:
+    ``∇_{W1} += c_i · outer(x, e_{y_i} − p_i)``, ``∇_{W2}[y_{i-1}] += c_i (e_{y_i} − p_i)``."""
+    W1, W2, x = (np.asarray(a, np.float64) for a in (W1, W2, x))
+    k = W1.shape[1]
+    p = np.exp(_log_softmax(np_bigram_logits(W1, W2, x, y)))
+    g1, g2 = np.zeros_like(W1), np.zeros_like(W2)
+    for i in range(len(y)):
+        diff = np.eye(k)[y[i]] - p[i]
+        g1 += coef[i] * np.outer(x, diff)
+        if i > 0:
+            g2[y[i - 1]] += coef[i] * diff
+    return g1, g2
+
+
+def flat(w) -> np.ndarray:
+    """A weight pytree (or a batch of them, leading axis kept) as float64 NumPy."""
+    leaves = jax.tree_util.tree_leaves(w)
+    return np.concatenate([np.asarray(a, np.float64).reshape(-1) for a in leaves])
+
+
+def flat_batch(w) -> np.ndarray:
+    leaves = jax.tree_util.tree_leaves(w)
+    n = leaves[0].shape[0]
+    return np.concatenate([np.asarray(a, np.float64).reshape(n, -1) for a in leaves], axis=1)
+
+
+# ---------------------------------------------------------------------------------
+# A task with a single fixed context (for exact expectations of one update)
+# ---------------------------------------------------------------------------------
+
+
+class FixedContextTask(eqx.Module):
+    """Every context is ``x``, its correct response ``y_star`` (bigram features)."""
+
+    x: jax.Array
+    y_star: jax.Array
+    N: int = eqx.field(static=True)
+    k: int = eqx.field(static=True)
+
+    @property
+    def d(self) -> int:
+        return self.x.shape[0]
+
+    def sample_contexts(self, key, n: int):
+        del key
+        return jnp.broadcast_to(self.x, (n, self.d))
+
+    def response(self, x):
+        del x
+        return self.y_star
+
+    def feature_map(self):
+        return lpg.Bigram(self.d, self.k)
+
+
+# ---------------------------------------------------------------------------------
+# Statistical tests
+# ---------------------------------------------------------------------------------
+
+
+def pooled_chisquare(observed, expected, min_expected: float = 5.0):
+    """Chi-square goodness of fit after merging cells (smallest expectation first) until
+    every merged cell expects at least ``min_expected``. Returns the p-value. Cells of
+    zero expectation must be empty (checked by the caller)."""
+    observed = np.asarray(observed, np.float64)
+    expected = np.asarray(expected, np.float64)
+    assert observed.shape == expected.shape
+    assert abs(observed.sum() - expected.sum()) < 1e-6 * expected.sum()
+    order = np.argsort(expected)
+    obs, exp = list(observed[order]), list(expected[order])
+    # Merge the smallest cells together until the merged cell is large enough.
+    o_acc = e_acc = 0.0
+    merged_o, merged_e = [], []
+    for o, e in zip(obs, exp):
+        o_acc += o
+        e_acc += e
+        if e_acc >= min_expected:
+            merged_o.append(o_acc)
+            merged_e.append(e_acc)
+            o_acc = e_acc = 0.0
+    if e_acc > 0 or o_acc > 0:
+        if merged_o:
+            merged_o[-1] += o_acc
+            merged_e[-1] += e_acc
+        else:
+            merged_o.append(o_acc)
+            merged_e.append(e_acc)
+    if len(merged_o) < 2:
+        return 1.0
+    return float(stats.chisquare(merged_o, merged_e).pvalue)
+
+
+def two_sample_discrete(a, b, min_expected: float = 5.0) -> float:
+    """p-value of the chi-square test that two samples of a discrete variable have the
+    same law (contingency table over the observed values, sparse cells merged)."""
+    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
+    values = np.union1d(a, b)
+    ca = np.array([(a == v).sum() for v in values], np.float64)
+    cb = np.array([(b == v).sum() for v in values], np.float64)
+    total = ca + cb
+    # Merge neighbouring values (in sorted order) until each merged cell is large enough
+    # for both samples' expectations.
+    frac_a = a.size / (a.size + b.size)
+    need = min_expected / min(frac_a, 1 - frac_a)
+    rows_a, rows_b = [], []
+    acc_a = acc_b = 0.0
+    for x, y, t in zip(ca, cb, total):
+        acc_a += x
+        acc_b += y
+        if acc_a + acc_b >= need:
+            rows_a.append(acc_a)
+            rows_b.append(acc_b)
+            acc_a = acc_b = 0.0
+    if acc_a + acc_b > 0:
+        if rows_a:
+            rows_a[-1] += acc_a
+            rows_b[-1] += acc_b
+        else:
+            rows_a.append(acc_a)
+            rows_b.append(acc_b)
+    if len(rows_a) < 2:
+        return 1.0
+    return float(stats.chi2_contingency(np.array([rows_a, rows_b])).pvalue)
+
+
+def assert_mean_matches(samples, exact, n_se: float = N_SE, atol: float = 1e-6, what: str = ""):
+    """Monte Carlo mean of ``samples`` (rows) equals ``exact`` within ``n_se`` standard
+    errors in every coordinate (plus ``atol`` for float32 rounding)."""
+    samples = np.asarray(samples, np.float64)
+    mean = samples.mean(0)
+    se = samples.std(0, ddof=1) / np.sqrt(samples.shape[0])
+    dev = np.abs(mean - exact)
+    bad = dev > n_se * se + atol
+    assert not bad.any(), (
+        f"{what}: Monte Carlo mean off by {dev[bad]} > {n_se} SE = {n_se * se[bad]} "
+        f"at coordinates {np.nonzero(bad)[0]} (exact {np.asarray(exact)[bad]}, mean {mean[bad]})"
+    )
+    return se
+
+
+def assert_same_mean(a, b, n_se: float = N_SE, atol: float = 1e-6, what: str = ""):
+    """Two independent samples (rows) have the same mean within ``n_se`` pooled standard
+    errors per coordinate (plus ``atol``)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    se = np.sqrt(a.var(0, ddof=1) / a.shape[0] + b.var(0, ddof=1) / b.shape[0])
+    dev = np.abs(a.mean(0) - b.mean(0))
+    bad = dev > n_se * se + atol
+    assert not bad.any(), (
+        f"{what}: means differ by {dev[bad]} > {n_se} pooled SE = {n_se * se[bad]} "
+        f"at coordinates {np.nonzero(bad)[0]}"
+    )
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20260306)

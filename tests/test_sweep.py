@@ -1,0 +1,176 @@
+"""Sweeps (lpg/sweep.py): the run axis, chunked = unchunked, a single run = its row of
+a sweep, sharded over 4 devices = 1 device, resumed = uninterrupted (bit-identical),
+checkpoints that survive an interruption, and input validation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lpg.sweep import format_log_count, run_axis, run_key, sweep
+
+# One run: a small teacher (fixed), the response length and the learning rate traced,
+# PG with the process reward on the exact event simulation (0/1 rewards), so the outputs
+# hold sampled events, weights and a 'log_queries' leaf. The same source runs in the
+# multi-device subprocess.
+RUN_SOURCE = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, lpg
+
+    def one_run(key, lr, length):
+        task = lpg.make_teacher(jax.random.PRNGKey(3), d=6, k=3, N=4)
+        problem = lpg.make_problem(task, key=jax.random.PRNGKey(4), n_test=32, length=length)
+        alg = lpg.PolicyGradient("process", batch_size=4)
+        res = lpg.train(alg, problem, lpg.hyper(lr=lr), key, steps=12, log_every=4)
+        return {"curves": res.curves, "w": res.state.w}
+    """
+)
+_ns: dict = {}
+exec(RUN_SOURCE, _ns)
+one_run = _ns["one_run"]
+GRID = {"lr": [0.5, 2.0], "length": [2, 4]}
+
+
+def leaves(tree):
+    return [np.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return sweep(one_run, GRID, seeds=3)
+
+
+def test_run_axis_is_grid_major_seed_minor():
+    settings, seed = run_axis({"a": [1.0, 2.0], "b": [10, 20, 30]}, seeds=[5, 7])
+    assert settings["a"].dtype == np.float32 and settings["b"].dtype == np.int32
+    expected = [(a, b, s) for a in (1.0, 2.0) for b in (10, 20, 30) for s in (5, 7)]
+    assert list(zip(settings["a"].tolist(), settings["b"].tolist(), seed.tolist())) == expected
+
+
+def test_shapes_and_settings(reference):
+    R = 2 * 2 * 3
+    assert reference.seed.tolist() == [0, 1, 2] * 4
+    assert reference.settings["length"].tolist() == [2, 2, 2, 4, 4, 4] * 2
+    assert all(a.shape[0] == R for a in leaves(reference.outputs))
+    assert isinstance(reference.outputs["curves"].log_queries, np.ndarray)
+    assert reference.compile_s > 0 and reference.run_s > 0
+
+
+def test_chunked_equals_unchunked(reference):
+    chunked = sweep(one_run, GRID, seeds=3, chunk_size=5)  # 12 runs: 5 + 5 + 2 (+3 padding)
+    for a, b in zip(leaves(reference.outputs), leaves(chunked.outputs)):
+        np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
+
+
+def test_single_run_equals_its_row_of_the_sweep(reference):
+    row = 1 * 6 + 0 * 3 + 2  # lr = 2.0, length = 2, seed 2
+    assert reference.settings["lr"][row] == 2.0 and reference.settings["length"][row] == 2
+    alone = jax.jit(one_run)(run_key(2), jnp.float32(2.0), jnp.int32(2))
+    for a, b in zip(leaves(alone), leaves(reference.outputs)):
+        np.testing.assert_allclose(a, b[row], rtol=2e-6, atol=1e-6)
+    assert np.array_equal(run_key(2), jax.random.PRNGKey(2))
+
+
+def test_resume_after_interruption_is_bit_identical(tmp_path):
+    full = sweep(one_run, GRID, seeds=3, chunk_size=4)
+    calls = []
+
+    def stop_after_first(done, total):
+        calls.append(done)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep(one_run, GRID, seeds=3, chunk_size=4, out_dir=tmp_path, on_chunk=stop_after_first)
+    assert calls == [4]
+    files = sorted(os.listdir(tmp_path))
+    assert files == ["chunk_000000.npz", "sweep.json"]  # nothing half-written
+    resumed_calls = []
+    resumed = sweep(one_run, GRID, seeds=3, chunk_size=4, out_dir=tmp_path, resume=True,
+                    on_chunk=lambda d, t: resumed_calls.append(d))
+    assert resumed_calls == [8, 12]  # only the missing chunks were computed
+    for a, b in zip(leaves(full.outputs), leaves(resumed.outputs)):
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+    # A finished checkpoint resumes without computing anything.
+    again = sweep(one_run, GRID, seeds=3, chunk_size=4, out_dir=tmp_path, resume=True)
+    assert again.compile_s == 0.0
+    for a, b in zip(leaves(full.outputs), leaves(again.outputs)):
+        assert np.array_equal(a, b, equal_nan=True)
+
+
+def test_resume_refuses_a_different_sweep(tmp_path):
+    sweep(one_run, GRID, seeds=2, chunk_size=4, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="different sweep.*seeds"):
+        sweep(one_run, GRID, seeds=3, chunk_size=4, out_dir=tmp_path, resume=True)
+
+
+def test_sharded_over_four_devices_equals_one_device(reference, tmp_path):
+    script = tmp_path / "sharded.py"
+    script.write_text(
+        RUN_SOURCE
+        + textwrap.dedent(
+            f"""
+            import sys, numpy as np
+            from lpg.sweep import sweep
+            assert jax.device_count() == 4, jax.devices()
+            out = sweep(one_run, {GRID!r}, seeds=3, chunk_size=6)
+            leaves = jax.tree_util.tree_leaves(out.outputs)
+            np.savez(sys.argv[1], *leaves)
+            """
+        )
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = tmp_path / "sharded.npz"
+    proc = subprocess.run([sys.executable, str(script), str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with np.load(out) as z:
+        sharded = [z[f"arr_{i}"] for i in range(len(z.files))]
+    for a, b in zip(leaves(reference.outputs), sharded):
+        np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
+
+
+def test_progress_line_reports_throughput_and_queries(capsys):
+    sweep(one_run, {"lr": [1.0], "length": [4]}, seeds=2, progress=True, desc="demo")
+    err = capsys.readouterr().err
+    assert "demo" in err
+    assert "2/2 runs" in err and "runs/s" in err and "queries/s" in err
+
+
+def test_quiet_when_not_a_terminal(capsys):
+    sweep(one_run, {"lr": [1.0], "length": [4]}, seeds=1)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(grid={"lr": []}), "grid\\['lr'\\]"),
+        (dict(grid={"lr": ["fast"]}), "grid\\['lr'\\]"),
+        (dict(grid={"lr": [float("nan")]}), "nan"),
+        (dict(grid={"bad-name": [1.0]}), "identifiers"),
+        (dict(grid=[("lr", [1.0])]), "grid must be a dict"),
+        (dict(seeds=0), "seeds"),
+        (dict(seeds=[-1]), "seed"),
+        (dict(chunk_size=0), "chunk_size"),
+    ],
+)
+def test_bad_inputs_raise_before_compiling(kwargs, match):
+    def never(key, **settings):
+        raise AssertionError("fn must not be traced for bad input")
+
+    args = dict(grid={"lr": [1.0]}, seeds=1) | kwargs
+    grid = args.pop("grid")
+    with pytest.raises(ValueError, match=match):
+        sweep(never, grid, **args)
+
+
+def test_format_log_count():
+    assert format_log_count(-np.inf) == "0"
+    assert format_log_count(np.log(1234.0)) == "1.23e+03"
+    assert format_log_count(128 * np.log(32.0)) == "10^192.7"
