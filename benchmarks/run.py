@@ -27,7 +27,8 @@ With ``--peer``, the authors' implementation is timed on the same workloads by
 ``peer.py`` in its own interpreter (``--peer-python``, an environment with torch),
 alternating step for step with ours in the same run, so machine load hits both alike;
 ``peer_ratio`` is their time per step over ours per seed-step (median of the paired
-ratios). Results go to ``benchmarks/results/<machine>-<date>.json``.
+ratios). Results go to ``benchmarks/results/<machine>-<date>.json`` (``-quick`` added
+with ``--quick``).
 """
 
 from __future__ import annotations
@@ -107,9 +108,10 @@ def figure1_problem(N: int, key):
     return lpg.make_problem(task, key=key, n_test=1024, track_x=task.centres)
 
 
-def sweep_fn(alg, problem, hyper, steps: int):
+def sweep_fn(alg, problem, hyper, steps: int, seeds: int):
     """``keys (S, 2) -> (final weights, log total queries)``: ``steps`` steps of ``alg``
-    per seed from the uniform policy (timing does not depend on the weights)."""
+    per seed from the uniform policy (timing does not depend on the weights). One seed
+    is run as a user would, without ``vmap``; more seeds as one ``vmap`` over keys."""
     w0 = problem.fmap.init_params()
 
     def one(key):
@@ -122,6 +124,8 @@ def sweep_fn(alg, problem, hyper, steps: int):
         state, lq = jax.lax.scan(body, state, jax.random.split(key, steps))
         return state.w, jax.nn.logsumexp(lq)
 
+    if seeds == 1:
+        return jax.jit(lambda keys: one(keys[0]))
     return jax.jit(jax.vmap(one))
 
 
@@ -218,15 +222,18 @@ def machine_name() -> str:
     return f"{dev.platform}-{slug}-{os.cpu_count()}c"
 
 
-def measure(wl: Workload, seeds: int, *, steps: int, reps: int, limits: dict, peer: PeerProcess | None,
-            peer_steps: int) -> dict:
+def measure(wl: Workload, seeds: int, *, steps: int, reps: int, budget_s: float, limits: dict,
+            peer: PeerProcess | None, peer_steps: int) -> dict:
+    """Compile, warm up, then ``reps`` timed calls (fewer when a call is so slow that
+    they would take more than ``budget_s``, but at least 2), alternating with the peer."""
     problem = figure1_problem(wl.N, jax.random.PRNGKey(0))
     alg = wl.make_alg()
     hyper = lpg.hyper(**wl.hyper)
-    fn = sweep_fn(alg, problem, hyper, steps)
+    fn = sweep_fn(alg, problem, hyper, steps, seeds)
     keys = jax.random.split(jax.random.PRNGKey(1), seeds)
     compiled, compile_s, (peak, peak_src) = compile_timed(fn, keys)
-    timed_call(compiled, keys)  # warm-up
+    warm, _, _ = timed_call(compiled, keys)
+    reps = max(2, min(reps, int(budget_s / max(warm, 1e-9))))
     walls, cpus, peer_t, lq = [], [], [], []
     for r in range(reps):
         keys = jax.random.split(jax.random.PRNGKey(100 + r), seeds)
@@ -282,49 +289,46 @@ def measure(wl: Workload, seeds: int, *, steps: int, reps: int, limits: dict, pe
     return out
 
 
+def figure1_program():
+    """One seed of the whole Figure-1 experiment as one function of a key, as the
+    ``figure1`` experiment runs it: draw the teacher, pre-train the base model (1000
+    supervised steps), then 4000 PG steps with each reward, evaluated every 50 steps.
+    Everything derives from the key, so nothing is folded into the compiled program."""
+    pg = dict(optimizer="adagrad", loss_norm="token", batch_size=1024, signed=True)
+    algs = (lpg.PolicyGradient("outcome", baseline="batch_mean", **pg), lpg.PolicyGradient("process", baseline="none", **pg))
+    h = lpg.hyper(lr=0.1)
+
+    def run(key):
+        k_task, k_test, k_pre, *k_pg = jax.random.split(key, 5)
+        task = lpg.make_teacher(k_task, **FIG1, context="mixture", n_centres=32, sigma=0.05)
+        make = lambda base: lpg.make_problem(task, key=k_test, n_test=1024, track_x=task.centres, base=base)  # noqa: E731
+        base = lpg.pretrain(make(None), k_pre, steps=FIG1_SUP_STEPS, batch_size=256, optimizer="adagrad", lr=0.1,
+                            loss_norm="token")
+        problem = make(base)
+        return [lpg.train(a, problem, h, k, steps=FIG1_PG_STEPS, log_every=FIG1_LOG_EVERY).curves.test_error
+                for a, k in zip(algs, k_pg)]
+
+    return jax.jit(run)
+
+
 def figure1_experiment(*, run: bool) -> list[dict]:
     """Compile (and optionally run, one seed) the whole Figure-1 experiment."""
     key = jax.random.PRNGKey(0)
-    problem = figure1_problem(FIG1["N"], key)
-    sup = lpg.SGD(batch_size=256, optimizer="adagrad", loss_norm="token")
-    pg = dict(optimizer="adagrad", loss_norm="token", batch_size=1024)
-    algs = {
-        "outcome": lpg.PolicyGradient("outcome", signed=True, baseline="batch_mean", **pg),
-        "process": lpg.PolicyGradient("process", signed=True, baseline="none", **pg),
-    }
-    h = lpg.hyper(lr=0.1)
-
-    def pretrain(k):
-        return lpg.train(sup, problem, h, k, steps=FIG1_SUP_STEPS, log_every=FIG1_LOG_EVERY).state.w
-
-    def post(alg):
-        return jax.jit(lambda w0, k: lpg.train(alg, problem, h, k, steps=FIG1_PG_STEPS, log_every=FIG1_LOG_EVERY, w0=w0))
-
-    compile_s, run_s = {}, {}
-    pre, compile_s["supervised"], _ = compile_timed(jax.jit(pretrain), key)
-    w0 = problem.fmap.init_params()
-    post_c = {}
-    for name, alg in algs.items():
-        post_c[name], compile_s[name], _ = compile_timed(post(alg), w0, key)
-    results = []
+    c0 = time.process_time()
+    compiled, compile_s, (peak, peak_src) = compile_timed(figure1_program(), key)
+    compile_cpu_s = time.process_time() - c0
     dev = jax.devices()[0]
     base = {"backend": jax.default_backend(), "device": getattr(dev, "device_kind", str(dev)), "seeds": 1,
-            "tokens_per_s": None, "queries_per_s": None, "steps_per_s": None, "peak_mem_bytes": None,
+            "tokens_per_s": None, "queries_per_s": None, "steps_per_s": None, "compile_s": compile_s,
+            "compile_cpu_s": compile_cpu_s, "peak_mem_bytes": peak, "peak_mem_source": peak_src,
             "peer_s_per_step": None, "peer_ratio": None}
-    results.append({**base, "name": "fig1_compile", "compile_s": sum(compile_s.values()), "compile_parts_s": compile_s})
+    results = [{**base, "name": "fig1_compile"}]
     if run:
-        t0 = time.perf_counter()
-        w_base = jax.block_until_ready(pre(key))
-        run_s["supervised"] = time.perf_counter() - t0
-        for name in algs:
-            t0 = time.perf_counter()
-            jax.block_until_ready(post_c[name](w_base, key))
-            run_s[name] = time.perf_counter() - t0
-        total = sum(run_s.values())
+        wall, cpu, _ = timed_call(compiled, key)
         steps = FIG1_SUP_STEPS + 2 * FIG1_PG_STEPS
-        results.append({**base, "name": "fig1_run", "compile_s": sum(compile_s.values()), "run_s": total,
-                        "run_parts_s": run_s, "steps_per_s": steps / total, "runs_per_s": 1.0 / total,
-                        "tokens_per_s": 2 * FIG1_PG_STEPS * 1024 * FIG1["N"] / (run_s["outcome"] + run_s["process"])})
+        results.append({**base, "name": "fig1_run", "run_s": wall, "cpu_s_per_call": cpu, "steps_per_s": steps / wall,
+                        "runs_per_s": 1.0 / wall, "run_steps": steps,
+                        "tokens_per_s": 2 * FIG1_PG_STEPS * 1024 * FIG1["N"] / wall, "tokens_kind": "sampled"})
     return results
 
 
@@ -369,7 +373,8 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer seeds, steps and repetitions (about 5 minutes on 2 cores)")
     ap.add_argument("--seeds", help="comma-separated seed counts (default 1,8,64; --quick: 1,16; a GPU adds 1024)")
-    ap.add_argument("--reps", type=int, help="timed repetitions after the warm-up (default 5; --quick: 3)")
+    ap.add_argument("--reps", type=int, help="timed repetitions after the warm-up (default 5; --quick: 3; fewer, "
+                    "at least 2, where they would take over 20 s, --quick 6 s)")
     ap.add_argument("--steps", type=int, help="steps per timed call (default 6; --quick: 3)")
     ap.add_argument("--only", help="comma-separated workload names to run")
     ap.add_argument("--peer", help="checkout of the authors' repository (mousavih/rlvr-base-model-barrier)")
@@ -417,7 +422,8 @@ def main(argv=None) -> dict:
     try:
         for wl in chosen:
             for s in seeds:
-                r = measure(wl, s, steps=steps, reps=reps, limits=limits, peer=peer, peer_steps=args.peer_steps)
+                r = measure(wl, s, steps=steps, reps=reps, budget_s=6.0 if quick else 20.0, limits=limits, peer=peer,
+                            peer_steps=args.peer_steps)
                 rows.append(r)
                 print_row(r)
         if names is None or names & {"fig1_compile", "fig1_run"}:
@@ -451,7 +457,7 @@ def main(argv=None) -> dict:
     }
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{result['machine']}-{date}.json"
+    path = out_dir / f"{result['machine']}-{date}{'-quick' if quick else ''}.json"
     path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}")
     return result

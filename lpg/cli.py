@@ -31,7 +31,8 @@ def _fail(message: str):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="lpg", description="Simulations of post-training with policy gradients (outcome vs process rewards).")
+    p = _Parser(prog="lpg", description="Simulations of post-training with policy gradients "
+                "(outcome vs process rewards).")
     sub = p.add_subparsers(dest="command", metavar="{list,run,plot}", parser_class=_Parser)
     sub.required = True
     sub.add_parser("list", help="list the experiments")
@@ -42,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="change a setting (repeatable); lists are comma-separated")
     run.add_argument("--out", type=Path, default=None, help="results directory (default: runs/NAME)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
+    run.add_argument("--distributed", action="store_true",
+                     help="multi-host: call jax.distributed.initialize() first (run the same command on every host)")
     plot = sub.add_parser("plot", help="redraw the figures of a results directory")
     plot.add_argument("dir", type=Path)
     return p
@@ -89,11 +92,19 @@ def _run(args) -> int:
     except ValueError as e:
         _fail(str(e))
     out = args.out if args.out is not None else Path("runs") / exp.name
-    print(f"lpg run {exp.name}: {seeds} seeds -> {out}", file=sys.stderr)
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
+    from lpg.results import is_writer
+
+    talk = is_writer()
+    if talk:
+        print(f"lpg run {exp.name}: {seeds} seeds -> {out}", file=sys.stderr)
     t0 = time.perf_counter()
     try:
         summary = exp.run(config, seeds=seeds, out_dir=out, resume=args.resume)
-        paths = exp.plot(out)
+        paths = exp.plot(out) if talk else []
     except ValueError as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -101,10 +112,11 @@ def _run(args) -> int:
         again = " ".join(["lpg run", exp.name, f"--seeds {seeds}", *sets, f"--out {out}", "--resume"])
         print(f"\nlpg: interrupted; continue with: {again}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(exp.table(summary))
-    print(f"results: {out}  ({time.perf_counter() - t0:.1f}s)")
-    for p in paths:
-        print(f"figure: {p}")
+    if talk:
+        print(exp.table(summary))
+        print(f"results: {out}  ({time.perf_counter() - t0:.1f}s)")
+        for p in paths:
+            print(f"figure: {p}")
     return 0
 
 

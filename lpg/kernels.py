@@ -11,13 +11,16 @@ built once, in parallel, before the loop; the loop itself only gathers rows:
 * gradients of ``Σ_b Σ_i c_{b,i} log p_w(y_{b,i} | x_b, y_{b,<i})``: analytic,
   ``∂/∂logits_i = c_i (e_{y_i} − p_i)``, grouped by the previous token, so
   ``∇W1 = Xᵀ (Hy − Σ_j C_j P_j)`` and ``∇W2[j] = H[j] − Σ_b C_{b,j} P_{b,j}``
-  with ``C``, ``Hy``, ``H`` weighted histograms (scatter-adds) and ``P`` the softmax table
-  — no ``(B, N, k)`` tensor and no autodiff scatter;
+  with ``C``, ``Hy``, ``H`` weighted histograms (scatter-adds) and ``P`` the softmax;
+  ``P`` factorises as ``exp(x W1)·exp(W2[j]) / Z``, so the sums are three ``B×k×k``
+  matmuls — no ``(B, N, k)`` tensor, no autodiff scatter and no ``exp`` per token;
 * the teacher's ``y*`` (PAPER.md §1): the next correct token as a function of the
   previous one is an argmax table, after which the loop is a gather.
 
-Each row is normalised by its own maximum, so no product of separately shifted
-exponentials can underflow (large logit ranges are safe).
+Underflow. A product of separately shifted exponentials can underflow when logit
+ranges are large (hundreds); the sampling tables therefore shift every row by its own
+maximum, and the factorised gradient checks its normalisers and falls back to the
+row-shifted softmax table when any is too small (tests cover both).
 
 Every function here agrees with the plain JAX reference path that serves any other
 feature map (``tests/test_kernels.py``): the same samples for the same uniforms up to
@@ -95,6 +98,36 @@ def bigram_softmax_table(w: BigramParams, xs) -> jax.Array:
     return jax.nn.softmax(logits, axis=-1)
 
 
+_SAFE_NORMALISER = 1e-20
+"""Smallest normaliser ``Z[b, j]`` of the factorised softmax accepted as exact: terms it
+loses to underflow have probability below ``1e-38 / Z``, far under float32 rounding."""
+
+
+def _expected_one_hots(w: BigramParams, xs, C):
+    """``(Σ_j C[b, j] p(·|x_b, j), Σ_b C[b, j] p(·|x_b, j))`` — shapes ``(B, k)`` and
+    ``(k + 1, k)`` — without forming the ``(B, k + 1, k)`` softmax table when that is
+    safe: ``p(y|b, j) = E1[b, y] E2[j, y] / Z[b, j]`` with ``E1 = exp(x W1 − max)``,
+    ``E2 = exp(W2 rows − max)`` and ``Z = E1 E2ᵀ``, three small matmuls. When logit
+    ranges are so large that some ``Z`` underflows, the table is formed instead (each
+    row shifted by its own maximum)."""
+    hi = jax.lax.Precision.HIGHEST
+    code = xs @ w.W1
+    rows = _prev_rows(w.W2)
+    E1 = jnp.exp(code - jnp.max(code, axis=-1, keepdims=True))
+    E2 = jnp.exp(rows - jnp.max(rows, axis=-1, keepdims=True))
+    Z = jnp.matmul(E1, E2.T, precision=hi)  # (B, k + 1)
+
+    def factorised(_):
+        R = C / Z
+        return E1 * jnp.matmul(R, E2, precision=hi), E2 * jnp.matmul(R.T, E1, precision=hi)
+
+    def table(_):
+        P = bigram_softmax_table(w, xs)
+        return jnp.einsum("bj,bjy->by", C, P, precision=hi), jnp.einsum("bj,bjy->jy", C, P, precision=hi)
+
+    return jax.lax.cond(jnp.min(Z) > _SAFE_NORMALISER, factorised, table, None)
+
+
 def _weighted_hist(index, weights, size: int) -> jax.Array:
     return jnp.zeros((size,), weights.dtype).at[index.ravel()].add(weights.ravel())
 
@@ -115,12 +148,9 @@ def bigram_weighted_grad(w: BigramParams, xs, ys, coef, length=None) -> BigramPa
     C = _weighted_hist(row * (k + 1) + prev1, c, B * (k + 1)).reshape(B, k + 1)
     Hy = _weighted_hist(row * k + ys, c, B * k).reshape(B, k)
     H = _weighted_hist(prev1 * k + ys, c, (k + 1) * k).reshape(k + 1, k)
-    P = bigram_softmax_table(w, xs)
-    hi = jax.lax.Precision.HIGHEST
-    g_logits = Hy - jnp.einsum("bj,bjy->by", C, P, precision=hi)
-    gW1 = jnp.matmul(xs.T.astype(dtype), g_logits, precision=hi)
-    gW2 = H[1:] - jnp.einsum("bj,bjy->jy", C[:, 1:], P[:, 1:], precision=hi)
-    return BigramParams(gW1, gW2)
+    per_context, per_prev = _expected_one_hots(w, xs, C)
+    gW1 = jnp.matmul(xs.T.astype(dtype), Hy - per_context, precision=jax.lax.Precision.HIGHEST)
+    return BigramParams(gW1, H[1:] - per_prev[1:])
 
 
 def _table_argmax(base, rows) -> jax.Array:

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
-from lpg.results import atomic_write_bytes  # noqa: E402
+from lpg.results import atomic_write_bytes, is_writer  # noqa: E402
 
 COLORS = {"orm": "#c0392b", "prm": "#1f5fa8", "base": "#555555"}
 BAND = (2.5, 97.5)
@@ -61,15 +61,14 @@ def band_note(n_seeds: int) -> str:
 
 
 def save(fig, out_dir, name: str) -> list[Path]:
-    """Write ``name.png`` and ``name.pdf`` under ``out_dir`` (atomically); close ``fig``."""
-    out = Path(out_dir)
-    paths = []
-    for ext in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=150 if ext == "png" else None, bbox_inches="tight")
-        path = out / f"{name}.{ext}"
-        atomic_write_bytes(path, buf.getvalue())
-        paths.append(path)
+    """Write ``name.png`` and ``name.pdf`` under ``out_dir`` (atomically; process 0 of a
+    multi-process job only); close ``fig``. Returns the paths."""
+    paths = [Path(out_dir) / f"{name}.{ext}" for ext in ("png", "pdf")]
+    if is_writer():
+        for path in paths:
+            buf = io.BytesIO()
+            fig.savefig(buf, format=path.suffix[1:], dpi=150, bbox_inches="tight")
+            atomic_write_bytes(path, buf.getvalue())
     plt.close(fig)
     return paths
 

@@ -173,19 +173,39 @@ def npz_bytes(arrays: dict) -> bytes:
     return buf.getvalue()
 
 
+def is_writer() -> bool:
+    """Whether this process writes files: always, except in a multi-process
+    (``jax.distributed``) job, where process 0 alone writes."""
+    import jax
+
+    return jax.process_index() == 0
+
+
 def write_results(out_dir, *, config: dict, arrays: dict, summary: dict) -> None:
     """Write ``config.json``, ``results.npz``, ``summary.json`` and ``env.json`` under
     ``out_dir``, each atomically; ``summary.json`` goes last, so its presence marks a
-    finished run."""
+    finished run. In a multi-process job only process 0 writes."""
     for name, value in arrays.items():
         if np.asarray(value).dtype == object:
             raise ValueError(f"arrays[{name!r}] must be a numeric array, got dtype object")
+    if not is_writer():
+        return
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", config)
     atomic_write_bytes(out / "results.npz", npz_bytes(arrays))
     atomic_write_json(out / "env.json", env_info())
     atomic_write_json(out / "summary.json", summary)
+
+
+def clear_results(out_dir) -> None:
+    """Remove the results files of an earlier run from ``out_dir`` (``summary.json``
+    first), so a new run that is interrupted never leaves the old results beside it."""
+    if not is_writer():
+        return
+    out = Path(out_dir)
+    for name in ("summary.json",) + tuple(f for f in FILES if f != "summary.json"):
+        (out / name).unlink(missing_ok=True)
 
 
 def read_results(out_dir) -> tuple[dict, dict, dict]:

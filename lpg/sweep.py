@@ -16,7 +16,8 @@ times the seeds (seed-minor) — and evaluates ``jit(vmap(fn))`` on it:
   (``jax.sharding.NamedSharding`` on a 1-D mesh named ``"runs"``); ``chunk_size`` is
   rounded up to a multiple of the device count. In a multi-host job started with
   ``jax.distributed.initialize()`` the mesh spans every process's devices, each process
-  builds the same inputs, and the outputs are gathered back on every host.
+  builds the same inputs, and the outputs are gathered back on every host; process 0
+  alone writes checkpoints, so ``out_dir`` must be on a filesystem every host sees.
 * **checkpoints.** With ``out_dir``, each finished chunk is written atomically to
   ``chunk_NNNNNN.npz`` next to ``sweep.json`` (what the sweep is); ``resume=True``
   reuses the chunks on disk and computes the rest, ending bit-identical to an
@@ -34,6 +35,7 @@ any sweep, so ``fn(run_key(s), **settings)`` reproduces that run.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -47,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lpg.results import atomic_write_bytes, atomic_write_json, npz_bytes, to_jsonable
+from lpg.results import atomic_write_bytes, atomic_write_json, is_writer, npz_bytes, to_jsonable
 
 AXIS = "runs"
 MAX_SEED = 2**31 - 1
@@ -144,8 +146,6 @@ def _structure(out_info) -> dict:
 
 
 def _load_checkpoint(out_dir: Path, spec: dict, n_leaves: int) -> list[list[np.ndarray]]:
-    import json
-
     meta_path = out_dir / "sweep.json"
     if not meta_path.is_file():
         return []
@@ -314,7 +314,8 @@ def sweep(
         raise ValueError(f"fn must be callable, got {fn!r}")
     settings, seed = run_axis(grid, seeds)
     R = int(seed.shape[0])
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+    bad_chunk = isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
+    if chunk_size is not None and bad_chunk:
         raise ValueError(f"chunk_size must be None or an integer >= 1, got {chunk_size!r}")
     devices = jax.devices()
     n_dev = len(devices)
@@ -341,7 +342,7 @@ def sweep(
     query_leaves = _query_leaves(out_info)
 
     ckpt = Path(out_dir) if out_dir is not None else None
-    writer = jax.process_index() == 0
+    writer = is_writer()
     chunks: list[list[np.ndarray]] = []
     if ckpt is not None:
         spec = {

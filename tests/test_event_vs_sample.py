@@ -6,8 +6,9 @@ two independent samples of the law of the run; we compare
 
 * the law of the final ``w``: the means of ``w`` and of ``w²`` per coordinate agree
   within 5 pooled standard errors (max-abs over coordinates);
-* the law of the total query count (and of the mistakes, for online PG): a chi-square
-  two-sample test on the counts, ``p > 1e-3``.
+* the law of the total query count: a chi-square two-sample test on the counts, and
+  for online PG the law of the mistakes ``Σ_t (1 − p_{w_t}(y*_t|x_t))``:
+  Kolmogorov–Smirnov; ``p > 1e-3`` for both.
 
 A negative control shows the query comparison has power: best-of-m with ``m = 11``
 against ``m = 10`` is rejected.
@@ -21,6 +22,8 @@ from scipy import stats
 from conftest import P_MIN, assert_same_mean, flat_batch, two_sample_discrete
 
 import lpg
+
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 N_RUNS = 4000
 STEPS = 3

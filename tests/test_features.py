@@ -12,6 +12,8 @@ import lpg
 from lpg.features import START
 from lpg.tasks import margin
 
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 # (k, gamma, n_contexts): None means the largest S with ||phi|| <= 1.
 PLANTED_CASES = [(2, 0.5, None), (3, 0.5, 2), (4, 0.6, None), (5, 0.3, 4)]
 
@@ -54,9 +56,8 @@ def test_bigram_features_are_the_explicit_construction(rng):
 @pytest.mark.parametrize("k,gamma,S", PLANTED_CASES)
 def test_planted_margin_is_exactly_gamma(k, gamma, S):
     fmap = lpg.PlantedShift(k, gamma, S)
+    assert fmap.n_contexts == (S if S is not None else int(k / ((k - 1) * gamma**2) + 1e-9))
     S = fmap.n_contexts
-    if S is not None:
-        assert S == fmap.d
     xs = jnp.eye(S)
     feats = _features_all(fmap, xs)  # (S, k+1, k, D)
     assert feats.shape == (S, k + 1, k, S * k)

@@ -82,11 +82,17 @@ def test_sample_with_large_logits_picks_the_argmax(rng):
         prev = t
 
 
-@pytest.mark.parametrize("per_token", [False, True])
-def test_weighted_grad_matches_numpy_and_autodiff(rng, per_token):
+@pytest.mark.parametrize("per_token,scale", [(False, 1.5), (True, 1.5), (True, 60.0)])
+def test_weighted_grad_matches_numpy_and_autodiff(rng, per_token, scale):
+    # scale 60: logit ranges of hundreds; the factorised softmax's normalisers underflow
+    # (checked below) and the kernel must take its row-shifted table instead.
     d, k, N, B, length = 4, 5, 7, 6, 5
-    fmap, w = lpg.Bigram(d, k), _weights(rng, d, k, 1.5)
+    fmap, w = lpg.Bigram(d, k), _weights(rng, d, k, scale)
     xs = jnp.asarray(rng.standard_normal((B, d)), jnp.float32)
+    code = np.asarray(xs, np.float64) @ np.asarray(w.W1, np.float64)
+    rows = np.vstack([np.zeros(k), np.asarray(w.W2, np.float64)])
+    e1, e2 = np.exp(code - code.max(1, keepdims=True)), np.exp(rows - rows.max(1, keepdims=True))
+    assert ((e1 @ e2.T).min() < kernels._SAFE_NORMALISER) == (scale > 10)
     ys = jnp.asarray(rng.integers(0, k, (B, N)), jnp.int32)
     coef = rng.standard_normal((B, N) if per_token else (B,)).astype(np.float32)
     fast = jax.jit(lambda w, c: common.weighted_grad(fmap, w, xs, ys, c, length))(w, coef)

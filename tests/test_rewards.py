@@ -13,6 +13,8 @@ from scipy import stats
 
 from lpg import rewards
 
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 N_DRAWS = 20000
 LOG_TINY = -128 * math.log(32)  # log p = log 32^-128 ≈ -443.6
 

@@ -36,6 +36,7 @@ _ns: dict = {}
 exec(RUN_SOURCE, _ns)
 one_run = _ns["one_run"]
 GRID = {"lr": [0.5, 2.0], "length": [2, 4]}
+CHUNK = 4  # every chunked sweep below uses it, so its compiled program is shared
 
 
 def leaves(tree):
@@ -45,6 +46,11 @@ def leaves(tree):
 @pytest.fixture(scope="module")
 def reference():
     return sweep(one_run, GRID, seeds=3)
+
+
+@pytest.fixture(scope="module")
+def chunked():
+    return sweep(one_run, GRID, seeds=3, chunk_size=CHUNK)
 
 
 def test_run_axis_is_grid_major_seed_minor():
@@ -63,8 +69,7 @@ def test_shapes_and_settings(reference):
     assert reference.compile_s > 0 and reference.run_s > 0
 
 
-def test_chunked_equals_unchunked(reference):
-    chunked = sweep(one_run, GRID, seeds=3, chunk_size=5)  # 12 runs: 5 + 5 + 2 (+3 padding)
+def test_chunked_equals_unchunked(reference, chunked):
     for a, b in zip(leaves(reference.outputs), leaves(chunked.outputs)):
         np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
 
@@ -78,8 +83,16 @@ def test_single_run_equals_its_row_of_the_sweep(reference):
     assert np.array_equal(run_key(2), jax.random.PRNGKey(2))
 
 
-def test_resume_after_interruption_is_bit_identical(tmp_path):
-    full = sweep(one_run, GRID, seeds=3, chunk_size=4)
+def test_padding_of_the_last_chunk_is_dropped(chunked):
+    part = sweep(one_run, GRID, seeds=[0, 1, 2, 5], chunk_size=CHUNK * 3)  # 16 runs in chunks of 12: 8 padded
+    rows = [i for i, s in enumerate(part.seed) if s != 5]
+    assert part.seed.shape == (16,)
+    for a, b in zip(leaves(chunked.outputs), leaves(part.outputs)):
+        np.testing.assert_allclose(a, b[rows], rtol=2e-6, atol=1e-6)
+
+
+def test_resume_after_interruption_is_bit_identical(tmp_path, chunked):
+    full = chunked
     calls = []
 
     def stop_after_first(done, total):
@@ -87,27 +100,27 @@ def test_resume_after_interruption_is_bit_identical(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        sweep(one_run, GRID, seeds=3, chunk_size=4, out_dir=tmp_path, on_chunk=stop_after_first)
+        sweep(one_run, GRID, seeds=3, chunk_size=CHUNK, out_dir=tmp_path, on_chunk=stop_after_first)
     assert calls == [4]
     files = sorted(os.listdir(tmp_path))
     assert files == ["chunk_000000.npz", "sweep.json"]  # nothing half-written
     resumed_calls = []
-    resumed = sweep(one_run, GRID, seeds=3, chunk_size=4, out_dir=tmp_path, resume=True,
+    resumed = sweep(one_run, GRID, seeds=3, chunk_size=CHUNK, out_dir=tmp_path, resume=True,
                     on_chunk=lambda d, t: resumed_calls.append(d))
     assert resumed_calls == [8, 12]  # only the missing chunks were computed
     for a, b in zip(leaves(full.outputs), leaves(resumed.outputs)):
         assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
     # A finished checkpoint resumes without computing anything.
-    again = sweep(one_run, GRID, seeds=3, chunk_size=4, out_dir=tmp_path, resume=True)
-    assert again.compile_s == 0.0
+    again = sweep(one_run, GRID, seeds=3, chunk_size=CHUNK, out_dir=tmp_path, resume=True)
+    assert again.compile_s == 0.0 and again.run_s == 0.0
     for a, b in zip(leaves(full.outputs), leaves(again.outputs)):
         assert np.array_equal(a, b, equal_nan=True)
 
 
 def test_resume_refuses_a_different_sweep(tmp_path):
-    sweep(one_run, GRID, seeds=2, chunk_size=4, out_dir=tmp_path)
+    sweep(one_run, GRID, seeds=2, chunk_size=CHUNK, out_dir=tmp_path)
     with pytest.raises(ValueError, match="different sweep.*seeds"):
-        sweep(one_run, GRID, seeds=3, chunk_size=4, out_dir=tmp_path, resume=True)
+        sweep(one_run, GRID, seeds=3, chunk_size=CHUNK, out_dir=tmp_path, resume=True)
 
 
 def test_sharded_over_four_devices_equals_one_device(reference, tmp_path):
@@ -119,7 +132,7 @@ def test_sharded_over_four_devices_equals_one_device(reference, tmp_path):
             import sys, numpy as np
             from lpg.sweep import sweep
             assert jax.device_count() == 4, jax.devices()
-            out = sweep(one_run, {GRID!r}, seeds=3, chunk_size=6)
+            out = sweep(one_run, {GRID!r}, seeds=3, chunk_size=8)  # 2 chunks, 2 runs per device
             leaves = jax.tree_util.tree_leaves(out.outputs)
             np.savez(sys.argv[1], *leaves)
             """
@@ -136,14 +149,14 @@ def test_sharded_over_four_devices_equals_one_device(reference, tmp_path):
 
 
 def test_progress_line_reports_throughput_and_queries(capsys):
-    sweep(one_run, {"lr": [1.0], "length": [4]}, seeds=2, progress=True, desc="demo")
+    sweep(one_run, GRID, seeds=1, chunk_size=CHUNK, progress=True, desc="demo")
     err = capsys.readouterr().err
     assert "demo" in err
-    assert "2/2 runs" in err and "runs/s" in err and "queries/s" in err
+    assert "4/4 runs" in err and "runs/s" in err and "queries/s" in err and "ETA" in err
 
 
 def test_quiet_when_not_a_terminal(capsys):
-    sweep(one_run, {"lr": [1.0], "length": [4]}, seeds=1)
+    sweep(one_run, GRID, seeds=1, chunk_size=CHUNK)
     assert capsys.readouterr().err == ""
 
 

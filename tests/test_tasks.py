@@ -13,6 +13,8 @@ from conftest import np_bigram_log_prob, np_bigram_logits
 import lpg
 from lpg import tasks
 
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 
 def np_teacher_response(A, B, x, N):
     A, B, x = (np.asarray(a, np.float64) for a in (A, B, x))

@@ -16,9 +16,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import FixedContextTask, all_responses, assert_mean_matches, flat, np_bigram_grad, np_bigram_log_prob
+from conftest import (
+    FixedContextTask,
+    all_responses,
+    assert_mean_matches,
+    flat,
+    np_bigram_grad,
+    np_bigram_log_prob,
+    xla_optimisations,
+)
 
 import lpg
+
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 K, N, D = 3, 3, 3
 N_MC = 20000
@@ -224,6 +234,11 @@ def test_train_jit_unjitted_vmap_loop_and_reproducible():
     # jitted runs; (c) re-running a seed. (a) and (b): integer-valued outputs (steps,
     # query counts) identical, floats within float32 rounding (XLA may fuse and batch the
     # arithmetic differently); (c) bit-identical.
+    with xla_optimisations(True):
+        _jit_unjitted_vmap_loop()
+
+
+def _jit_unjitted_vmap_loop():
     alg = lpg.PolicyGradient("outcome", signed=True, baseline="batch_mean", batch_size=4, optimizer="adagrad")
     problem, h = _teacher_problem(4), lpg.hyper(lr=0.1)
     run = lambda k: lpg.train(alg, problem, h, k, steps=4, log_every=2)  # noqa: E731

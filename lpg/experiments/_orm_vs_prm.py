@@ -18,6 +18,7 @@ centres is ``log mean_j exp(ℓ_j)`` (a log-sum-exp), reported in summaries as l
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,8 @@ from lpg import _checks, plotting
 from lpg.algorithms.common import OPTIMIZERS
 from lpg.algorithms.pg import BASELINES, LOSS_NORMS
 from lpg.experiments import Experiment
-from lpg.results import read_results, summarise, write_results
-from lpg.sweep import format_log_count, sweep
+from lpg.results import clear_results, read_results, summarise, write_results
+from lpg.sweep import sweep
 
 LN10 = math.log(10.0)
 ALGS = ("orm", "prm")
@@ -63,7 +64,8 @@ PAPER_DEFAULTS: dict[str, Any] = {
 
 
 def validate(config: dict) -> None:
-    for name in ("d", "n_centres", "N", "n_test", "pretrain_steps", "pretrain_batch", "pg_steps", "pg_batch", "log_every"):
+    positive = ("d", "n_centres", "N", "n_test", "pretrain_steps", "pretrain_batch", "pg_steps", "pg_batch", "log_every")
+    for name in positive:
         _checks.int_at_least(name, config[name], 1)
     _checks.int_at_least("k", config["k"], 2)
     _checks.int_at_least("chunk_size", config["chunk_size"], 0)
@@ -84,7 +86,8 @@ def validate(config: dict) -> None:
 def algorithms(config: dict) -> dict[str, lpg.PolicyGradient]:
     """On-policy PG: the ORM and the PRM of Figure 1 (±1 rewards when ``signed``, else
     0/1 — with no baseline the 0/1 runs use the exact event simulation of PAPER.md §6)."""
-    common = dict(signed=config["signed"], batch_size=config["pg_batch"], optimizer=config["optimizer"], loss_norm=config["loss_norm"])
+    common = dict(signed=config["signed"], batch_size=config["pg_batch"], optimizer=config["optimizer"],
+                  loss_norm=config["loss_norm"])
     return {
         "orm": lpg.PolicyGradient("outcome", baseline=config["orm_baseline"], **common),
         "prm": lpg.PolicyGradient("process", baseline=config["prm_baseline"], **common),
@@ -93,7 +96,14 @@ def algorithms(config: dict) -> dict[str, lpg.PolicyGradient]:
 
 def make_run(config: dict):
     """``run(key) -> dict`` of one seed: the base model's test error and log-likelihood
-    of every centre, then each algorithm's curves at the log points."""
+    of every centre, then each algorithm's curves at the log points. Equal configs give
+    the same function object, so a sweep reuses its compiled program."""
+    return _make_run(tuple(sorted(config.items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _make_run(items: tuple):
+    config = dict(items)
     algs = algorithms(config)
 
     def run(key):
@@ -102,7 +112,10 @@ def make_run(config: dict):
             k_task, d=config["d"], k=config["k"], N=config["N"], context="mixture",
             n_centres=config["n_centres"], sigma=config["sigma"],
         )
-        make = lambda base: lpg.make_problem(task, key=k_test, n_test=config["n_test"], track_x=task.centres, base=base)  # noqa: E731
+
+        def make(base):
+            return lpg.make_problem(task, key=k_test, n_test=config["n_test"], track_x=task.centres, base=base)
+
         base = lpg.pretrain(
             make(None), k_pre, steps=config["pretrain_steps"], batch_size=config["pretrain_batch"],
             optimizer=config["optimizer"], lr=config["pretrain_lr"], loss_norm=config["loss_norm"],
@@ -141,12 +154,11 @@ def log_mean_lik(log_lik: np.ndarray, mask: np.ndarray) -> np.ndarray:
     ll = np.asarray(log_lik, np.float64)
     m = np.broadcast_to(mask.reshape(mask.shape[0], *([1] * (ll.ndim - 2)), mask.shape[1]), ll.shape)
     masked = np.where(m, ll, -np.inf)
-    peak = np.max(masked, axis=-1, keepdims=True)
-    safe = np.where(np.isfinite(peak), peak, 0.0)
-    total = safe[..., 0] + np.log(np.sum(np.exp(masked - safe), axis=-1))
     n = m.sum(axis=-1)
-    with np.errstate(divide="ignore"):
-        out = total - np.log(n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        peak = np.max(masked, axis=-1, keepdims=True)
+        safe = np.where(np.isfinite(peak), peak, 0.0)
+        out = safe[..., 0] + np.log(np.sum(np.exp(masked - safe), axis=-1)) - np.log(n)
     return np.where(n > 0, out, np.nan)
 
 
@@ -169,6 +181,7 @@ def summary_of(arrays: dict, config: dict) -> dict:
         queries[name] = summarise(arrays[f"{name}_log_queries"][:, -1] / LN10)
     has = n_off > 0
     return {
+        "threshold": config["off_support_threshold"],
         "off_support": off,
         "test_error": test_error,
         "queries": queries,
@@ -178,7 +191,8 @@ def summary_of(arrays: dict, config: dict) -> dict:
             "prm_gain_at_least_100x_every_seed": bool(has.all() and np.all(final["prm"][has] - base[has] >= 2.0)),
         },
         "units": {
-            "off_support": "log10 of the mean likelihood q(y*|x) of the off-support centres; *_gain: log10 of the ratio to the base model",
+            "off_support": "log10 of the mean likelihood q(y*|x) of the off-support centres; "
+                           "*_gain: log10 of the ratio to the base model",
             "queries": "log10 of the total number of reward queries of a run",
             "test_error": "err(w) = E_x[1 - p_w(y*|x)] on the test set, at the end of training",
         },
@@ -193,7 +207,7 @@ def _interval(s: dict, fmt) -> str:
 
 
 def _pow10(x: float) -> str:
-    return f"1e{x:+.1f}"
+    return f"10^{x:.1f}"
 
 
 def table(summary: dict) -> str:
@@ -213,9 +227,9 @@ def table(summary: dict) -> str:
     gain = summary["off_support"]["prm_gain"]
     bar = summary["barrier"]
     lines += [
-        f"mean over {off['orm']['n']} seeds [bootstrap 95% interval]; likelihoods are geometric means over seeds "
-        f"of the mean likelihood of the off-support centres (base likelihood < threshold): "
-        f"{n['min']}-{max(n['per_seed'])} centres per seed",
+        f"mean over {off['orm']['n']} seeds [bootstrap 95% interval]; off-support likelihood: the mean likelihood "
+        f"of the {n['min']}-{max(n['per_seed'])} centres per seed with base likelihood < "
+        f"{summary['threshold']:g}, averaged over seeds in log10",
         f"PRM / base on the off-support centres: {_interval(gain, lambda v: f'{10 ** v:.3g}x')}",
         f"barrier: ORM < 1e-6 in every seed: {'yes' if bar['orm_below_1e-6_every_seed'] else 'NO'}; "
         f"PRM >= 100x base in every seed: {'yes' if bar['prm_gain_at_least_100x_every_seed'] else 'NO'}",
@@ -264,6 +278,8 @@ class OrmVsPrm(Experiment):
 
     def run(self, config: dict, *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
         chunk = config["chunk_size"] or None
+        if not resume:
+            clear_results(out_dir)
         result = sweep(
             make_run(config), {}, seeds=seeds, chunk_size=chunk, out_dir=Path(out_dir) / "checkpoint",
             resume=resume, desc=self.name, fingerprint={"experiment": self.name, "config": config},
@@ -281,7 +297,8 @@ class OrmVsPrm(Experiment):
         return figure(arrays, config, Path(out_dir), self.name)
 
     def table(self, summary: dict) -> str:
-        return table(summary) + f"\ncompile {summary['timing']['compile_s']:.1f}s, run {summary['timing']['run_s']:.1f}s"
+        t = summary["timing"]
+        return table(summary) + f"\ncompile {t['compile_s']:.1f}s, run {t['run_s']:.1f}s"
 
 
-__all__ = ["PAPER_DEFAULTS", "OrmVsPrm", "format_log_count"]
+__all__ = ["PAPER_DEFAULTS", "OrmVsPrm", "log_mean_lik", "make_run", "summary_of", "table"]

@@ -21,8 +21,6 @@ Measurement protocol (issue "query-complexity scaling"):
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -37,11 +35,12 @@ from lpg.metrics import likelihood_quantile, sequence_log_likelihoods, token_lik
 
 LN10 = math.log(10.0)
 STYLE = {
-    ("orm", "uniform"): dict(color=plotting.COLORS["orm"], marker="o", ls="-"),
-    ("orm", "pretrained"): dict(color="#e08a3c", marker="s", ls="-"),
-    ("prm", "uniform"): dict(color=plotting.COLORS["prm"], marker="o", ls="-"),
-    ("prm", "pretrained"): dict(color="#3aa1a1", marker="s", ls="-"),
+    ("orm", "uniform"): dict(color=plotting.COLORS["orm"], marker="o"),
+    ("orm", "pretrained"): dict(color="#e08a3c", marker="s"),
+    ("prm", "uniform"): dict(color=plotting.COLORS["prm"], marker="o"),
+    ("prm", "pretrained"): dict(color="#3aa1a1", marker="s"),
 }
+"""Colour and marker of each (algorithm, base model) series of ``scaling-n``."""
 
 
 # ---------------------------------------------------------------------------------
@@ -95,7 +94,8 @@ def hyper_with(log_m, lr: float = 1.0) -> lpg.Hyper:
 # ---------------------------------------------------------------------------------
 
 
-def slope_record(fit: dict, theory: float, *, accept=None, log_x: bool = True, log_y: bool = True, note: str = "") -> dict:
+def slope_record(fit: dict, theory: float, *, accept=None, log_x: bool = True, log_y: bool = True, note: str = "",
+                 claim: str = "") -> dict:
     """``summary.json``'s ``slopes.<name>``: the fit (estimate, 95% CI, regime, counts of
     points, censored runs and not-estimable points), the theory exponent, the acceptance
     range and the verdict."""
@@ -114,6 +114,8 @@ def slope_record(fit: dict, theory: float, *, accept=None, log_x: bool = True, l
     if accept is not None:
         rec["accept"] = [float(accept[0]), float(accept[1])]
     rec["verdict"] = verdict(rec)
+    if claim:
+        rec["claim"] = claim
     if note:
         rec["note"] = note
     return rec
@@ -133,10 +135,10 @@ def verdict(rec: dict) -> str:
 
 
 def fit_record(x, times, censored, *, theory: float, accept=None, log_x=True, log_y=True, regime=None,
-               n_boot: int = 2000, seed: int = 0, note: str = "") -> dict:
+               n_boot: int = 2000, seed: int = 0, note: str = "", claim: str = "") -> dict:
     """:func:`lpg.analysis.fit_slope` on per-run arrays, as a :func:`slope_record`."""
     fit = fit_slope(x, times, censored, log_x=log_x, log_y=log_y, regime=regime, n_boot=n_boot, seed=seed)
-    return slope_record(fit, theory, accept=accept, log_x=log_x, log_y=log_y, note=note)
+    return slope_record(fit, theory, accept=accept, log_x=log_x, log_y=log_y, note=note, claim=claim)
 
 
 def fmt_slope(rec: dict) -> str:
@@ -229,15 +231,6 @@ def censored_legend_handle(color="#555555", marker="o"):
     return Line2D([], [], ls="none", marker=marker, markerfacecolor="white", markeredgecolor=color,
                   label="censored run (≥ budget)")
 
-
-def log_grid(lo: float, hi: float, per_decade: int = 1) -> list[float]:
-    """``lo, …, hi`` spaced evenly in log10 (``per_decade`` points per decade)."""
-    n = int(round(math.log10(hi / lo) * per_decade)) + 1
-    return [float(v) for v in np.geomspace(lo, hi, n)]
-
-
-def as_float_list(values: Any) -> list[float]:
-    return [float(v) for v in values]
 
 
 # ---------------------------------------------------------------------------------
@@ -366,7 +359,7 @@ def family_summary(arrays: dict, config: dict, swept: str, claims: list[str]) ->
         x = arrays["x"][sel]
         slopes[f"{alg}_queries_vs_{swept}"] = fit_record(
             x, arrays["log_queries"][sel], ~arrays["hit"][sel], theory=-1.0, accept=(-1.25, -0.75), log_x=True,
-            log_y=False, regime=regime, n_boot=config["n_boot"],
+            log_y=False, regime=regime, n_boot=config["n_boot"], claim="C3" if alg == "orm" else "C2",
             note=f"log-log slope of queries vs {swept} where the {swept} term dominates "
                  f"({swept} <= {regime[1]:.3g}); queries = iterations x batch for PG")
     return {

@@ -19,7 +19,7 @@ from lpg.experiments._orm_vs_prm import PAPER_DEFAULTS, OrmVsPrm
 @register
 class Barrier(OrmVsPrm):
     name = "barrier"
-    description = "The base-model barrier in minutes: ORM vs PRM on centres the base model misses (scaled-down Figure 1)"
+    description = "The base-model barrier in minutes: ORM vs PRM on centres the base model misses (small Figure 1)"
     defaults = {
         **PAPER_DEFAULTS,
         "k": 16,

@@ -24,7 +24,7 @@ from lpg.algorithms.common import OPTIMIZERS
 from lpg.algorithms.sgd import LOSS_NORMS
 from lpg.experiments import Experiment, register
 from lpg.metrics import likelihood_cdf, likelihood_quantile, log_alpha_tail
-from lpg.results import read_results, summarise, write_results
+from lpg.results import clear_results, read_results, summarise, write_results
 from lpg.sweep import sweep
 from lpg.tasks import CONTEXTS
 
@@ -32,9 +32,12 @@ LN10 = math.log(10.0)
 
 
 def alpha_grid(config: dict) -> np.ndarray:
-    """log10 α from the uniform policy's ``k^-N`` (and a decade below) up to 1."""
+    """log10 α from the uniform policy's ``k^-N`` (and a decade below) up to 1, with
+    ``n_alpha`` points over the whole range and as many again over the last six decades
+    (where the α-tail lives)."""
     low = -config["N"] * math.log10(config["k"]) - 1.0
-    return np.linspace(low, 0.0, config["n_alpha"])
+    n = config["n_alpha"]
+    return np.unique(np.concatenate([np.linspace(low, 0.0, n), np.linspace(max(low, -6.0), 0.0, n)]))
 
 
 def eps_grid(config: dict) -> np.ndarray:
@@ -103,7 +106,7 @@ def _fmt(s: dict, spec: str) -> str:
 @register
 class Figure2(Experiment):
     name = "figure2"
-    description = "Paper Figure 2: likelihood CDF, LQ curve and alpha-tail of supervised checkpoints (d=32, k=10, N=100)"
+    description = "Paper Figure 2: likelihood CDF, LQ curve and alpha-tail of supervised checkpoints (k=10, N=100)"
     defaults = {
         "d": 32,
         "k": 10,
@@ -138,6 +141,8 @@ class Figure2(Experiment):
         _checks.in_open("eps_min", config["eps_min"], 0.0, 0.99)
 
     def run(self, config: dict, *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
+        if not resume:
+            clear_results(out_dir)
         result = sweep(make_run(config), {}, seeds=seeds, chunk_size=config["chunk_size"] or None,
                        out_dir=Path(out_dir) / "checkpoint", resume=resume, desc=self.name,
                        fingerprint={"experiment": self.name, "config": config})
@@ -168,6 +173,11 @@ class Figure2(Experiment):
         for axis in (ax[0], ax[2]):
             axis.axvline(uniform, color="0.5", ls=":", lw=1)
             plotting.log10_axis(axis, "x")
+        # The tail lives where α·P(q > α) is not negligible: zoom there.
+        tail = np.exp(np.asarray(a["log_tail"], np.float64))
+        visible = la[np.any(tail >= 1e-3 * np.max(tail), axis=(0, 1))]
+        if visible.size:
+            ax[2].set_xlim(max(la[0], visible[0] - 1.0), 0.0)
         ax[1].axhline(uniform, color="0.5", ls=":", lw=1, label="uniform $k^{-N}$")
         ax[1].set_xscale("log")
         plotting.log10_axis(ax[1])

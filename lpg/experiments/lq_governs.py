@@ -35,9 +35,9 @@ The LQ floor. Before its first success on a context, each learner's chance of a 
 response there is at most ``q0(y*|x)`` per query (on-policy on an untouched context is
 ``q0``; the mixture draws are ``½q0 + ½k^-N ≤ q0``), so it spends at least
 ``Geometric(q0(y*|x))`` queries on every context it ever learns, and it must learn enough
-contexts for the untouched ones to carry error ``≤ ε``. The cheapest such set (largest
-likelihoods first) gives the *floor* ``Σ_c 1/q0(y*_c|c)`` on expected queries, drawn on
-the figure: ``≈ (n_low − εS)/Q`` on the ``wide`` profile, the ``Ω(1/Q)`` of C6 with an
+contexts for the untouched ones to carry error ``≤ ε``. The cheapest such set (a
+knapsack, relaxed to a linear programme so the bound stays valid) gives the *floor*
+``Σ_c 1/q0(y*_c|c)`` on expected queries, drawn on the figure: ``≈ (n_low − εS)/Q`` on the ``wide`` profile, the ``Ω(1/Q)`` of C6 with an
 explicit constant. It binds learners that sample from ``p_w``, ``q0`` or uniform
 mixtures of them, i.e. every policy-gradient variant; a learner that enumerates the
 ``k`` candidate shifts of the planted family would not be bound by it (the paper's lower
@@ -50,15 +50,24 @@ import math
 from pathlib import Path
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import lpg
 from lpg import _checks, plotting
-from lpg.analysis import censored_median, fit_slope
+from lpg.analysis import censored_median
 from lpg.experiments import Experiment, register
+from lpg.experiments._scaling import (
+    censored_legend_handle,
+    fit_record,
+    lower_bound_overlay,
+    orm_log_m,
+    planted_problem,
+    scaling_series,
+    slopes_table,
+    theory_overlay,
+)
 from lpg.features import max_planted_contexts
 from lpg.hitting import error_at_most, run_until
 from lpg.results import read_results, write_results
@@ -103,69 +112,6 @@ GPU_SETTINGS: dict[str, Any] = {
 }
 """Overrides for a GPU (``--set`` each, with ``--seeds 64``): ``S = 133`` contexts,
 longer responses, α down to 1e-8 and a budget that lets on-policy PG reach α ≈ 3e-5."""
-
-
-# ---------------------------------------------------------------------------------
-# Shared by the claim experiments: an exact planted problem and small fit helpers
-# ---------------------------------------------------------------------------------
-
-
-def planted_problem(task: lpg.PlantedTask, *, key, base=None, length=None) -> lpg.Problem:
-    """A :class:`~lpg.Problem` whose test and tracked sets are *all* ``S`` contexts of a
-    planted task. Contexts are uniform over those ``S``, so the test error is the exact
-    ``err(w)`` and the tracked likelihoods are exact, not Monte-Carlo estimates."""
-    problem = lpg.make_problem(task, key=key, n_test=1, track_x=task.contexts, base=base, length=length)
-    return eqx.tree_at(lambda p: (p.test_x, p.test_y), problem, (problem.track_x, problem.track_y))
-
-
-def slope_entry(fit: dict, theory, note: str = "") -> dict:
-    """``{estimate, ci, theory, regime}`` of ``summary.json`` from a :func:`fit_slope`
-    result, with the point and censoring counts kept for the reader."""
-    entry = {
-        "estimate": fit["estimate"],
-        "ci": fit["ci"],
-        "theory": theory,
-        "regime": fit["regime"],
-        "n_points": fit["n_points"],
-        "n_censored": fit["n_censored"],
-        "n_unestimable": fit["n_unestimable"],
-    }
-    if note:
-        entry["note"] = note
-    return entry
-
-
-def within(entry: dict, low: float, high: float) -> bool:
-    """Whether a fitted slope's estimate lies in ``[low, high]`` (``False`` when undefined)."""
-    est = entry["estimate"]
-    return est is not None and math.isfinite(est) and low <= est <= high
-
-
-def grouped_medians(times, censored, groups) -> np.ndarray:
-    """Kaplan–Meier median of each group (rows of ``times`` sharing a ``groups`` label,
-    in sorted label order)."""
-    labels = np.unique(groups)
-    return np.array([censored_median(times[groups == g], censored[groups == g]) for g in labels])
-
-
-def scaling_panel(ax, x, log10_y, censored, groups, *, label: str, color, budget_note: bool = True):
-    """A scaling plot: every run as a faint dot (censored runs as open triangles at their
-    budget, i.e. a lower bound), the Kaplan–Meier median per group as a line. ``x`` and
-    ``log10_y`` are per run; groups share one ``x``. Returns the group x values and
-    medians (log10)."""
-    x = np.asarray(x, np.float64)
-    y = np.asarray(log10_y, np.float64)
-    c = np.asarray(censored, bool)
-    ax.scatter(x[~c], y[~c], s=6, color=color, alpha=0.25, lw=0)
-    if c.any():
-        ax.scatter(x[c], y[c], s=14, marker="^", facecolors="none", edgecolors=color, alpha=0.6, lw=0.7,
-                   label=f"{label}: censored (≥ budget)" if budget_note else None)
-    labels = np.unique(groups)
-    gx = np.array([x[groups == g][0] for g in labels])
-    med = grouped_medians(y, c, groups)
-    order = np.argsort(gx)
-    ax.plot(gx[order], med[order], "o-", color=color, ms=3.5, lw=1.6, label=label)
-    return gx[order], med[order]
 
 
 # ---------------------------------------------------------------------------------
@@ -231,21 +177,21 @@ def algorithm(variant: str):
 
 
 def make_run(config: dict, variant: str):
-    """``run(key, log10_alpha, n_low, full)`` of one seed: the task and base model, the
-    exact LQ, then :func:`run_until` error ``≤ ε`` (``full = 1``: ``m = k^N``)."""
+    """``run(key, full, log10_alpha, n_low)`` of one seed: the task and base model, the
+    exact LQ, then :func:`run_until` error ``≤ ε`` (``variant``: ``"alg1"`` or ``"pg"``;
+    ``full = 1``: Algorithm 1 with ``m = k^N``)."""
     k, N, eps = config["k"], config["N"], config["eps"]
     alg = algorithm(variant)
     max_steps = config["pg_max_steps"] if variant == "pg" else config["alg1_max_steps"]
     log_kN = N * math.log(k)
 
-    def run(key, log10_alpha, n_low, full):
+    def run(key, full, log10_alpha, n_low):
         k_task, k_run = jax.random.split(key)
         task = lpg.make_planted(k_task, k=k, N=N, gamma=config["gamma"])
         w0 = lpg.tasks.planted_alpha_base(task, base_alphas(config, log10_alpha, n_low))
         problem = planted_problem(task, key=k_task, base=w0)
         log_lq = lpg.likelihood_quantile(lpg.tasks.log_alpha_planted_base(task, w0), eps)
-        log_m_lq = jnp.log(jnp.ceil(jnp.exp(jnp.minimum(-log_lq, 80.0))))
-        log_m = jnp.where(full > 0, log_kN, jnp.minimum(log_m_lq, log_kN))
+        log_m = jnp.where(full > 0, log_kN, orm_log_m(log_lq, N, k))
         hyper = lpg.Hyper(jnp.float32(1.0), log_m.astype(jnp.float32), jnp.float32(jnp.inf))
         hit = run_until(alg, problem, hyper, k_run, max_steps=max_steps, target=error_at_most(eps),
                         check_every=config["check_every"])
@@ -255,22 +201,33 @@ def make_run(config: dict, variant: str):
 
 
 def lq_floor(alphas: np.ndarray, eps: float) -> float:
-    """Expected-query floor (module docstring): contexts taken in decreasing base
-    likelihood until the untouched ones carry error ``≤ ε``; ``Σ 1/α`` over those taken.
-    ``alphas`` are the base likelihoods of equally likely contexts."""
-    a = np.sort(np.asarray(alphas, np.float64))[::-1]
-    S = a.size
-    untouched = np.cumsum((1.0 - a)[::-1])[::-1] / S  # error of contexts j.. left untouched
-    untouched = np.append(untouched, 0.0)
-    n_take = int(np.argmax(untouched <= eps + 1e-12))
-    return float(np.sum(1.0 / a[:n_take]))
+    """Expected-query floor (module docstring) for equally likely contexts with base
+    likelihoods ``alphas``: the least ``Σ_{c learnt} 1/α_c`` over sets of learnt contexts
+    whose complement carries error ``Σ (1 − α_c)/S ≤ ε``. Choosing the untouched set is a
+    knapsack (weight ``1 − α``, value ``1/α``); we return its linear-programming
+    relaxation (fill by value per weight, the last item fractionally), which is never
+    above the exact minimum, so the floor stays a valid lower bound."""
+    a = np.asarray(alphas, np.float64)
+    budget = eps * a.size
+    weight, value = 1.0 - a, 1.0 / a
+    saved = 0.0
+    for c in np.argsort(-value / np.maximum(weight, 1e-300)):
+        if weight[c] <= budget:
+            saved += value[c]
+            budget -= weight[c]
+        else:
+            saved += value[c] * budget / weight[c]
+            break
+    return float(value.sum() - saved)
 
 
-def _grid(config: dict, variant: str) -> dict:
+def _grid(config: dict, algorithm_name: str) -> dict:
+    """The traced grid of one compiled sweep: Algorithm 1 covers ``alg1`` (``full = 0``)
+    and ``alg1_full`` (``full = 1``) in one program."""
     counts = profile_counts(config)
-    alphas = config["pg_log10_alphas"] if variant == "pg" else config["log10_alphas"]
-    return {"log10_alpha": [float(a) for a in alphas], "n_low": [counts["wide"], counts["narrow"]],
-            "full": [1] if variant == "alg1_full" else [0]}
+    alphas = config["pg_log10_alphas"] if algorithm_name == "pg" else config["log10_alphas"]
+    return {"full": [0] if algorithm_name == "pg" else [0, 1], "log10_alpha": [float(a) for a in alphas],
+            "n_low": [counts["wide"], counts["narrow"]]}
 
 
 def profile_of(config: dict, n_low: np.ndarray) -> np.ndarray:
@@ -278,52 +235,63 @@ def profile_of(config: dict, n_low: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(n_low) == counts["wide"], "wide", "narrow")
 
 
+def _expectation(variant: str, profile: str) -> tuple[float, tuple[float, float], str]:
+    """Theory exponent, acceptance range and meaning of each fitted slope."""
+    if profile == "wide":
+        return 1.0, (0.75, 1.25), "d ln(queries) / d ln(1/Q_q0(eps)) where 1/Q >= regime_factor/eps (C4, C6)"
+    note = "d ln(queries) / d ln(1/alpha_low) where 1/alpha_low >= regime_factor/eps, at fixed Q_q0(eps)"
+    if variant == "alg1_full":
+        return 1.0, (0.75, 1.25), note + "; m = k^N pays for hard contexts it does not need (mechanism, not a claim)"
+    return 0.0, (-0.2, 0.2), note + " (C4: the LQ, not the smallest likelihood, governs)"
+
+
+def _per_run(arrays: dict, config: dict, variant: str) -> dict:
+    return {
+        "log10_alpha": arrays[f"{variant}_log10_alpha"].astype(np.float64),
+        "profile": profile_of(config, arrays[f"{variant}_n_low"]),
+        "log_lq": arrays[f"{variant}_log_lq"].astype(np.float64),
+        "log_queries": arrays[f"{variant}_log_queries"].astype(np.float64),
+        "censored": ~arrays[f"{variant}_hit"].astype(bool),
+    }
+
+
+def _x(run: dict, profile: str) -> np.ndarray:
+    """The x of a profile's fit: ``1/Q`` (wide) or ``1/α_low`` (narrow)."""
+    return np.exp(-run["log_lq"]) if profile == "wide" else 10.0 ** (-run["log10_alpha"])
+
+
 def summary_of(arrays: dict, config: dict) -> dict:
-    eps, gamma = config["eps"], config["gamma"]
+    eps = config["eps"]
     S = n_contexts(config)
     counts = profile_counts(config)
-    slopes, points, floors_ok = {}, {}, {}
+    slopes, points, above_floor = {}, {}, {}
     for v in VARIANTS:
-        la = arrays[f"{v}_log10_alpha"].astype(np.float64)
-        prof = profile_of(config, arrays[f"{v}_n_low"])
-        lq = arrays[f"{v}_log_lq"].astype(np.float64)
-        t = arrays[f"{v}_log_queries"].astype(np.float64)
-        cens = ~arrays[f"{v}_hit"].astype(bool)
+        run = _per_run(arrays, config, v)
         for p in PROFILES:
-            sel = prof == p
-            inv_q = np.exp(-lq[sel])
-            x = inv_q if p == "wide" else 10.0 ** (-la[sel])
-            lo = config["regime_factor"] / eps
-            fit = fit_slope(x, t[sel], cens[sel], log_x=True, log_y=False, regime=[lo, np.inf])
-            theory = 1.0 if (p == "wide" or v == "alg1_full") else 0.0
-            if p == "wide":
-                note = "d ln(queries) / d ln(1/Q_q0(eps)) where 1/Q >= regime_factor/eps (C4, C6)"
-            else:
-                note = "d ln(queries) / d ln(1/alpha_low) where 1/alpha_low >= regime_factor/eps, at fixed Q_q0(eps)"
-            if p == "narrow" and v == "alg1_full":
-                note += "; m = k^N pays for the hard contexts it does not need (expected 1, not a paper claim)"
-            slopes[f"{v}_{p}"] = slope_entry(fit, theory, note)
-            group_la = np.unique(la[sel])
-            meds, floor = [], []
-            for a in group_la:
-                g = sel & (la == a)
-                meds.append(censored_median(t[g], cens[g]) / LN10)
-                n_low = counts[p]
-                alphas = np.where(np.arange(S) < n_low, 10.0**a, config["alpha_high"])
-                floor.append(math.log10(lq_floor(alphas, eps)))
-            meds, floor = np.array(meds), np.array(floor)
+            sel = run["profile"] == p
+            theory, accept, note = _expectation(v, p)
+            slopes[f"{v}_{p}"] = fit_record(
+                _x(run, p)[sel], run["log_queries"][sel], run["censored"][sel], theory=theory, accept=accept,
+                log_x=True, log_y=False, regime=[config["regime_factor"] / eps, math.inf], note=note)
+            la = run["log10_alpha"][sel]
+            lq, t, c = run["log_lq"][sel], run["log_queries"][sel], run["censored"][sel]
+            group = np.unique(la)
+            meds = np.array([censored_median(t[la == a], c[la == a]) / LN10 for a in group])
+            floor = np.array([math.log10(lq_floor(np.where(np.arange(S) < counts[p], 10.0**a, config["alpha_high"]), eps))
+                              for a in group])
             points[f"{v}_{p}"] = {
-                "log10_alpha_low": group_la.tolist(),
-                "log10_inv_lq": [float(-lq[sel & (la == a)][0] / LN10) for a in group_la],
+                "log10_alpha_low": group.tolist(),
+                "log10_inv_lq": [float(-lq[la == a][0] / LN10) for a in group],
                 "log10_median_queries": meds.tolist(),
                 "log10_floor": floor.tolist(),
-                "censored_fraction": [float(cens[sel & (la == a)].mean()) for a in group_la],
+                "censored_fraction": [float(c[la == a].mean()) for a in group],
             }
             ok = np.isfinite(meds)
-            floors_ok[f"{v}_{p}"] = bool(np.all(meds[ok] >= floor[ok])) if ok.any() else None
-    wide_ok = all(within(slopes[f"{v}_wide"], 0.75, 1.35) for v in VARIANTS)
-    narrow_flat = all(within(slopes[f"{v}_narrow"], -0.15, 0.15) for v in ("alg1", "pg"))
+            above_floor[f"{v}_{p}"] = bool(np.all(meds[ok] >= floor[ok])) if ok.any() else None
+    confirmed = lambda keys: all(slopes[key]["verdict"] == "confirmed" for key in keys)  # noqa: E731
     return {
+        "experiment": "lq-governs",
+        "claims": ["C4", "C6"],
         "n_contexts": S,
         "n_low": counts,
         "lq_wide_equals_alpha_low": bool(np.allclose(
@@ -331,16 +299,17 @@ def summary_of(arrays: dict, config: dict) -> dict:
         "lq_narrow": float(config["alpha_high"]),
         "slopes": slopes,
         "points": points,
+        "median_above_lq_floor": above_floor,
         "verdict": {
-            "wide_slopes_near_1": wide_ok,
-            "narrow_flat_for_alg1_and_pg": narrow_flat,
-            "every_median_above_lq_floor": floors_ok,
+            "wide_slopes_near_1": confirmed([f"{v}_wide" for v in VARIANTS]),
+            "narrow_flat_for_alg1_and_pg": confirmed(["alg1_narrow", "pg_narrow"]),
+            "no_learner_below_lq_floor": all(ok is not False for ok in above_floor.values()),
         },
         "units": {
             "queries": "reward queries until err(w) <= eps (exact error over all S contexts); medians are "
                        "Kaplan-Meier over seeds (censored runs count as >= their budget), log10",
             "floor": "log10 of the expected-query floor sum_c 1/q0(y*|c) (module docstring)",
-            "x": f"1/(Q gamma^2) on the figure; slopes are against 1/Q (gamma = {gamma} fixed)",
+            "x": f"1/(Q gamma^2) on the figure; slopes are against 1/Q (gamma = {config['gamma']} fixed)",
         },
     }
 
@@ -348,82 +317,66 @@ def summary_of(arrays: dict, config: dict) -> dict:
 def figure(arrays: dict, config: dict, summary: dict, out_dir: Path, name: str) -> list[Path]:
     eps, gamma = config["eps"], config["gamma"]
     n_seeds = int(config.get("seeds", 0))
-    fig, ax = plotting.figure(3, width=4.5, height=3.6)
+    fig, ax = plotting.figure(3, width=4.6, height=3.8)
     S = n_contexts(config)
     counts = profile_counts(config)
+    scale = {"wide": 1.0 / gamma**2, "narrow": 1.0}
     for v in VARIANTS:
-        la = arrays[f"{v}_log10_alpha"].astype(np.float64)
-        prof = profile_of(config, arrays[f"{v}_n_low"])
-        lq = arrays[f"{v}_log_lq"].astype(np.float64)
-        y = arrays[f"{v}_log_queries"].astype(np.float64) / LN10
-        cens = ~arrays[f"{v}_hit"].astype(bool)
-        sel = prof == "wide"
-        x = (-lq[sel] - 2 * math.log(gamma)) / LN10
-        scaling_panel(ax[0], x, y[sel], cens[sel], la[sel], label=LABELS[v], color=COLORS[v])
-        sel = prof == "narrow"
-        scaling_panel(ax[1], -la[sel], y[sel], cens[sel], la[sel], label=LABELS[v], color=COLORS[v])
+        run = _per_run(arrays, config, v)
+        for i, p in enumerate(PROFILES):
+            sel = run["profile"] == p
+            xs, med = scaling_series(ax[i], _x(run, p)[sel] * scale[p], run["log_queries"][sel] / LN10,
+                                     run["censored"][sel], label=LABELS[v], color=COLORS[v], jitter=0.04)
+            if p == "wide" and v == "alg1":
+                reg = xs >= config["regime_factor"] / eps * scale[p]
+                theory_overlay(ax[i], xs[reg], med[reg], 1.0, color="0.35",
+                               label="theory $\\propto 1/(Q_{q_0}(\\varepsilon)\\gamma^2)$, fitted constant")
     for i, p in enumerate(PROFILES):
         pts = summary["points"][f"alg1_{p}"]
-        xs = np.asarray(pts["log10_inv_lq"]) - 2 * math.log10(gamma) if p == "wide" else -np.asarray(pts["log10_alpha_low"])
+        xs = 10.0 ** (np.asarray(pts["log10_inv_lq"] if p == "wide" else -np.asarray(pts["log10_alpha_low"])))
         order = np.argsort(xs)
-        ax[i].plot(xs[order], np.asarray(pts["log10_floor"])[order], "k--", lw=1.2,
-                   label="LQ floor $\\sum_c 1/q_0(y^*|c)$ (lower bound)")
-    # Theory: slope 1 in 1/(Q γ²) with the constant fitted to Algorithm 1 in the fit regime.
-    pts = summary["points"]["alg1_wide"]
-    xs = np.asarray(pts["log10_inv_lq"]) - 2 * math.log10(gamma)
-    meds = np.asarray(pts["log10_median_queries"])
-    reg = np.asarray(pts["log10_inv_lq"]) >= math.log10(config["regime_factor"] / eps)
-    if np.any(reg & np.isfinite(meds)):
-        c = np.mean((meds - xs)[reg & np.isfinite(meds)])
-        xx = np.sort(xs)
-        ax[0].plot(xx, c + xx, color="0.4", ls=":", lw=1.5, label="theory $\\propto 1/(Q_{q_0}(\\varepsilon)\\gamma^2)$")
-    ax[0].set(title=f"wide profile: {counts['wide']}/{S} contexts at $\\alpha_{{low}}$, $Q=\\alpha_{{low}}$",
-              xlabel="$1/(Q_{q_0}(\\varepsilon)\\,\\gamma^2)$", ylabel=f"reward queries to error $\\leq {eps:g}$")
-    ax[1].set(title=f"narrow profile: {counts['narrow']}/{S} at $\\alpha_{{low}}$, $Q={config['alpha_high']:g}$ fixed",
-              xlabel="$1/\\alpha_{low}$ (smallest base likelihood)", ylabel=f"reward queries to error $\\leq {eps:g}$")
-    for a in ax[:2]:
-        plotting.log10_axis(a, "x")
-        plotting.log10_axis(a, "y")
-        a.legend(fontsize=6, loc="upper left")
+        lower_bound_overlay(ax[i], xs[order] * scale[p], np.asarray(pts["log10_floor"])[order], color="k",
+                            label="LQ floor $\\sum_c 1/q_0(y^*|c)$ (lower bound, no fit)")
+        ax[i].set_xscale("log")
+        plotting.log10_axis(ax[i], "y")
+        handles, _ = ax[i].get_legend_handles_labels()
+        handles.append(censored_legend_handle())
+        ax[i].legend(handles=handles, fontsize=6, loc="upper left", frameon=False)
+        ax[i].grid(alpha=0.25, which="both")
+        ax[i].set_ylabel(f"reward queries to error $\\leq {eps:g}$")
+    ax[0].set(title=f"wide: {counts['wide']}/{S} contexts at $\\alpha_{{low}}$, so $Q=\\alpha_{{low}}$",
+              xlabel="$1/(Q_{q_0}(\\varepsilon)\\,\\gamma^2)$")
+    ax[1].set(title=f"narrow: {counts['narrow']}/{S} at $\\alpha_{{low}}$, $Q={config['alpha_high']:g}$ fixed",
+              xlabel="$1/\\alpha_{low}$ (smallest base likelihood)")
     # The two base-likelihood profiles at one α_low: CDF and where the LQ reads off.
     a_low = 10.0 ** min(config["log10_alphas"])
-    grid = np.linspace(math.log10(a_low) - 1, 0.0, 400)
+    grid = np.geomspace(a_low / 10, 1.0, 400)
     for p, ls in zip(PROFILES, ("-", "--")):
         alphas = np.where(np.arange(S) < counts[p], a_low, config["alpha_high"])
-        cdf = np.mean(np.log10(alphas)[None, :] <= grid[:, None], axis=1)
+        cdf = np.mean(alphas[None, :] <= grid[:, None], axis=1)
         ax[2].step(grid, cdf, where="post", ls=ls, color="0.2", label=f"{p} profile")
     ax[2].axhline(eps, color="#c0392b", lw=1, ls=":", label=f"$\\varepsilon = {eps:g}$")
+    ax[2].set_xscale("log")
     ax[2].set(title=f"base-likelihood CDF at $\\alpha_{{low}}=10^{{{math.log10(a_low):g}}}$",
               xlabel="$\\alpha$", ylabel="$P_x(q_0(y^*|x) \\leq \\alpha)$")
-    plotting.log10_axis(ax[2], "x")
-    ax[2].legend(fontsize=7, loc="center left")
+    ax[2].legend(fontsize=7, loc="center left", frameon=False)
     fig.suptitle(f"{name}: ORM queries are governed by the Likelihood Quantile (C4, C6); planted k={config['k']}, "
-                 f"N={config['N']}, $\\gamma$={gamma:g}, S={S}\ndots: runs; lines: Kaplan-Meier medians over "
-                 f"{n_seeds} seeds; triangles: censored runs at their budget (a lower bound)", fontsize=9)
+                 f"N={config['N']}, $\\gamma$={gamma:g}, S={S}; dots: runs, lines: Kaplan-Meier medians over "
+                 f"{n_seeds} seeds", fontsize=9)
     fig.tight_layout()
     return plotting.save(fig, out_dir, name)
 
 
-def _fmt_slope(e: dict) -> str:
-    est, ci = e["estimate"], e["ci"]
-    if est is None or not math.isfinite(est):
-        return "n/a"
-    return f"{est:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
-
-
 def table(summary: dict) -> str:
-    rows = [("learner", "profile", "slope (95% CI)", "theory", "points", "censored", "median >= floor")]
-    for key, e in summary["slopes"].items():
-        v, p = key.rsplit("_", 1)
-        floor = summary["verdict"]["every_median_above_lq_floor"][key]
-        rows.append((v, p, _fmt_slope(e), f"{e['theory']:g}", str(e["n_points"]), str(e["n_censored"]),
-                     "n/a" if floor is None else ("yes" if floor else "NO")))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     ver = summary["verdict"]
-    lines.append("wide: slope of ln(queries) vs ln(1/Q); narrow: vs ln(1/alpha_low) at fixed Q")
-    lines.append(f"wide slopes near 1: {'yes' if ver['wide_slopes_near_1'] else 'NO'}; "
-                 f"narrow flat for alg1 and pg: {'yes' if ver['narrow_flat_for_alg1_and_pg'] else 'NO'}")
+    floor = summary["median_above_lq_floor"]
+    lines = [slopes_table(summary["slopes"]),
+             "wide: ln(queries) vs ln(1/Q); narrow: vs ln(1/alpha_low) at fixed Q",
+             "median above the LQ floor: " + ", ".join(f"{k}={'n/a' if v is None else ('yes' if v else 'NO')}"
+                                                      for k, v in floor.items()),
+             f"wide slopes ~1: {'yes' if ver['wide_slopes_near_1'] else 'NO'}; narrow flat for alg1 and pg: "
+             f"{'yes' if ver['narrow_flat_for_alg1_and_pg'] else 'NO'}; no learner below the LQ floor: "
+             f"{'yes' if ver['no_learner_below_lq_floor'] else 'NO'}"]
     return "\n".join(lines)
 
 
@@ -440,18 +393,18 @@ class LqGoverns(Experiment):
     def run(self, config: dict, *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
         out_dir = Path(out_dir)
         arrays, timing = {}, {}
-        for v in VARIANTS:
+        for name in ("alg1", "pg"):
             result = sweep(
-                make_run(config, v), _grid(config, v), seeds=seeds, chunk_size=config["chunk_size"] or None,
-                out_dir=out_dir / "checkpoint" / v, resume=resume, desc=f"{self.name}:{v}",
-                fingerprint={"experiment": self.name, "variant": v, "config": config},
+                make_run(config, name), _grid(config, name), seeds=seeds, chunk_size=config["chunk_size"] or None,
+                out_dir=out_dir / "checkpoint" / name, resume=resume, desc=f"{self.name}:{name}",
+                fingerprint={"experiment": self.name, "algorithm": name, "config": config},
             )
-            for key, value in result.outputs.items():
-                arrays[f"{v}_{key}"] = value
-            for key, value in result.settings.items():
-                arrays[f"{v}_{key}"] = value
-            arrays[f"{v}_seed"] = result.seed
-            timing[v] = {"compile_s": result.compile_s, "run_s": result.run_s}
+            full = result.settings["full"].astype(bool)
+            for v, sel in ((("pg", ~full),) if name == "pg" else (("alg1", ~full), ("alg1_full", full))):
+                for key, value in {**result.outputs, **result.settings}.items():
+                    arrays[f"{v}_{key}"] = np.asarray(value)[sel]
+                arrays[f"{v}_seed"] = result.seed[sel]
+            timing[name] = {"compile_s": result.compile_s, "run_s": result.run_s}
         summary = summary_of(arrays, config)
         summary["timing"] = timing
         write_results(out_dir, config={"experiment": self.name, "seeds": int(seeds), **config},

@@ -9,7 +9,7 @@ Construction (an instance of the claim, stated here because C8 is existential). 
 planted-margin family (margin exactly ``γ``, ``S = ⌊k/((k−1)γ²)⌋`` contexts, one-hot
 contexts, so a context's weights move only when that context is sampled) with a
 non-uniform context distribution: ``S_r = ⌈S/2⌉`` *rare* contexts of weight 1 and
-``S − S_r`` *common* ones of weight ``r = max(1, round(S_r(1 − 2ε)/(2ε(S − S_r))))``, so
+``S − S_r`` *common* ones of weight ``r = max(1, round(S_r(1 − 2ε)/(2ε(S − S_r))))`` (halves up), so
 the rare block carries mass ``ρ ≈ 2ε`` spread over ``≈ S/2 ∝ 1/γ²`` contexts. Weights
 are integers, so the distribution is exactly ``M = S_r + r(S − S_r)`` equally likely
 atoms and :func:`lpg.metrics.likelihood_quantile` over the ``M`` atoms is the exact LQ.
@@ -36,13 +36,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 
 import lpg
 from lpg import _checks, plotting
-from lpg.analysis import censored_median, fit_slope, hitting_time
+from lpg.analysis import censored_median, hitting_time
 from lpg.experiments import Experiment, register
-from lpg.experiments.lq_governs import grouped_medians, planted_problem, scaling_panel, slope_entry, within
+from lpg.experiments._scaling import fit_record, planted_problem, scaling_series, slopes_table, theory_overlay
 from lpg.features import max_planted_contexts
 from lpg.results import read_results, write_results
 from lpg.sweep import sweep
@@ -114,7 +115,8 @@ def multiplicities(S: int, eps, xp=np):
     s_common = S - s_rare
     if s_common == 0:
         return xp.ones((S,))
-    r = xp.maximum(1.0, xp.round(s_rare * (1.0 - 2.0 * eps) / (2.0 * eps * s_common)))
+    # Rounded half up with a little slack, so float32 (traced ε) and float64 agree.
+    r = xp.maximum(1.0, xp.floor(s_rare * (1.0 - 2.0 * eps) / (2.0 * eps * s_common) + 0.5 + 1e-4))
     return xp.where(xp.arange(S) < s_rare, 1.0, r)
 
 
@@ -240,13 +242,15 @@ def summary_of(arrays: dict, config: dict) -> dict:
     slopes, points = {}, {}
     for g in config["gammas"]:
         sel = r["gamma"] == g
-        fit = fit_slope(eps_r[sel], r["n_star"][sel], r["censored"][sel], regime=[0.0, config["eps_fit_max"]])
-        slopes[f"n_star_vs_eps_gamma{g:g}"] = slope_entry(
-            fit, -1.0, "d ln n* / d ln eps for eps <= eps_fit_max (C8; larger eps leave the asymptotic regime)")
+        slopes[f"n_star_vs_eps_gamma{g:g}"] = fit_record(
+            eps_r[sel], r["n_star"][sel], r["censored"][sel], theory=-1.0, accept=(-1.25, -0.75),
+            regime=[0.0, config["eps_fit_max"]],
+            note="d ln n* / d ln eps for eps <= eps_fit_max (C8; larger eps leave the asymptotic regime)")
     for e in config["epss"]:
         sel = eps_r == _eps_key(e)
-        fit = fit_slope(r["gamma"][sel], r["n_star"][sel], r["censored"][sel])
-        slopes[f"n_star_vs_gamma_eps{e:g}"] = slope_entry(fit, -2.0, "d ln n* / d ln gamma (C8)")
+        slopes[f"n_star_vs_gamma_eps{e:g}"] = fit_record(
+            r["gamma"][sel], r["n_star"][sel], r["censored"][sel], theory=-2.0, accept=(-2.5, -1.5),
+            note="d ln n* / d ln gamma (C8)")
     rows = []
     for g in config["gammas"]:
         S = max_planted_contexts(k, g)
@@ -272,13 +276,15 @@ def summary_of(arrays: dict, config: dict) -> dict:
     norm = np.array([row["n_star_gamma2_eps"] for row in rows])
     z = np.array([row["z_vs_coverage"] for row in rows])
     return {
+        "experiment": "pretrain-barrier",
+        "claims": ["C8"],
         "slopes": slopes,
         "points": points,
         "n_star_gamma2_eps_range": [float(np.nanmin(norm)), float(np.nanmax(norm))],
         "verdict": {
-            "eps_slopes_near_minus_1": all(within(slopes[f"n_star_vs_eps_gamma{g:g}"], -1.25, -0.75)
+            "eps_slopes_near_minus_1": all(slopes[f"n_star_vs_eps_gamma{g:g}"]["verdict"] == "confirmed"
                                            for g in config["gammas"]),
-            "gamma_slopes_near_minus_2": all(within(slopes[f"n_star_vs_gamma_eps{e:g}"], -2.5, -1.5)
+            "gamma_slopes_near_minus_2": all(slopes[f"n_star_vs_gamma_eps{e:g}"]["verdict"] == "confirmed"
                                              for e in config["epss"]),
             "mean_n_star_matches_coverage_within_4_se": bool(np.all(np.abs(z) <= 4.0)),
         },
@@ -317,39 +323,33 @@ def figure(arrays: dict, config: dict, summary: dict, out_dir: Path, name: str) 
     for gi, g in enumerate(config["gammas"]):
         sel = r["gamma"] == g
         col = gcmap(gi / max(1, len(config["gammas"]) - 1) * 0.85)
-        gx, _ = scaling_panel(ax[1], np.log10(1.0 / r["eps"][sel]), np.log10(r["n_star"][sel]), r["censored"][sel],
-                              eps_r[sel], label=f"$\\gamma$={g:g}", color=col, budget_note=False)
+        scaling_series(ax[1], 1.0 / eps_r[sel], np.log10(r["n_star"][sel]), r["censored"][sel],
+                       label=f"$\\gamma$={g:g}", color=col, jitter=0.02)
         cov = [row for row in rows if row["gamma"] == g]
-        ax[1].plot([math.log10(1 / row["eps"]) for row in cov], [math.log10(row["coverage_median"]) for row in cov],
-                   "x", color="k", ms=5, label="coverage (no training)" if gi == 0 else None)
+        ax[1].plot([1 / row["eps"] for row in cov], [math.log10(row["coverage_median"]) for row in cov],
+                   "x", color="k", ms=5, label="coverage median (no training)" if gi == 0 else None)
     for ei, e in enumerate(config["epss"]):
         sel = eps_r == _eps_key(e)
-        scaling_panel(ax[2], np.log10(r["gamma"][sel]), np.log10(r["n_star"][sel]), r["censored"][sel],
-                      r["gamma"][sel], label=f"$\\varepsilon$={e:g}", color=ecol[e], budget_note=False)
-    # Theory: slope 1 in 1/ε and -2 in γ, constants fitted to all medians.
-    med = np.array([row["median_n_star"] for row in rows])
-    ge = np.array([[row["gamma"], row["eps"]] for row in rows])
-    ok = np.isfinite(med)
-    if ok.any():
-        c = np.mean(np.log10(med[ok]) + 2 * np.log10(ge[ok, 0]) + np.log10(ge[ok, 1]))
-        xe = np.log10(1 / np.asarray(sorted(config["epss"])))
-        for gi, g in enumerate(config["gammas"]):
-            ax[1].plot(xe, c - 2 * math.log10(g) + xe, color="0.5", ls=":", lw=0.9,
-                       label="theory $\\propto 1/(\\gamma^2\\varepsilon)$" if gi == 0 else None)
-        xg = np.log10(np.asarray(sorted(config["gammas"])))
-        for ei, e in enumerate(config["epss"]):
-            ax[2].plot(xg, c - math.log10(e) - 2 * xg, color="0.5", ls=":", lw=0.9,
-                       label="theory $\\propto 1/(\\gamma^2\\varepsilon)$" if ei == 0 else None)
+        xs, med = scaling_series(ax[2], r["gamma"][sel], np.log10(r["n_star"][sel]), r["censored"][sel],
+                                 label=f"$\\varepsilon$={e:g}", color=ecol[e], jitter=0.01)
+        theory_overlay(ax[2], xs, med, -2.0, color="0.5", label="theory $\\propto \\gamma^{-2}$" if ei == 0 else None)
+    for gi, g in enumerate(config["gammas"]):
+        row = [(1 / x["eps"], x["median_n_star"]) for x in rows if x["gamma"] == g and x["eps"] <= config["eps_fit_max"]]
+        xs = np.array([a for a, _ in row])
+        theory_overlay(ax[1], xs, np.log10([b for _, b in row]), 1.0, color="0.5",
+                       label="theory $\\propto 1/\\varepsilon$ (fit range)" if gi == 0 else None)
     ax[1].set(title="samples until $Q_q(\\varepsilon) > k^{-N}$", xlabel="$1/\\varepsilon$", ylabel="$n^*$")
     ax[2].set(title="samples until $Q_q(\\varepsilon) > k^{-N}$", xlabel="margin $\\gamma$", ylabel="$n^*$")
     for a in ax[1:]:
         plotting.log10_axis(a, "y")
         a.legend(fontsize=6, loc="best")
-    plain = FuncFormatter(lambda v, _: f"{10 ** v:.3g}")
-    ax[1].set_xticks(np.log10(1 / np.asarray(config["epss"])))
-    ax[1].xaxis.set_major_formatter(plain)
-    ax[2].set_xticks(np.log10(np.asarray(config["gammas"])))
-    ax[2].xaxis.set_major_formatter(plain)
+    plain = FuncFormatter(lambda v, _: f"{v:.3g}")
+    for a, ticks in ((ax[1], 1 / np.asarray(config["epss"])), (ax[2], np.asarray(config["gammas"]))):
+        a.set_xscale("log")
+        a.set_xticks(ticks)
+        a.xaxis.set_major_formatter(plain)
+        a.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        a.grid(alpha=0.25, which="both")
     fig.suptitle(f"{name}: pre-training with $n \\lesssim 1/(\\gamma^2\\varepsilon)$ samples leaves "
                  f"$Q_q(\\varepsilon) = k^{{-N}}$ (C8); planted k={k}, N={N}, rare block of mass $\\approx 2\\varepsilon$; "
                  f"{plotting.band_note(n_seeds)}", fontsize=9)
@@ -357,28 +357,18 @@ def figure(arrays: dict, config: dict, summary: dict, out_dir: Path, name: str) 
     return plotting.save(fig, out_dir, name)
 
 
-def _fmt(e: dict) -> str:
-    est, ci = e["estimate"], e["ci"]
-    if est is None or not math.isfinite(est):
-        return "n/a"
-    return f"{est:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
-
-
 def table(summary: dict) -> str:
-    rows = [("fit", "slope (95% CI)", "theory", "points", "censored")]
-    for key, e in summary["slopes"].items():
-        rows.append((key, _fmt(e), f"{e['theory']:g}", str(e["n_points"]), str(e["n_censored"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lo, hi = summary["n_star_gamma2_eps_range"]
+    lo, hi = (math.nan if x is None else x for x in summary["n_star_gamma2_eps_range"])
     v = summary["verdict"]
     yn = lambda key: "yes" if v[key] else "NO"  # noqa: E731
-    z = [abs(row["z_vs_coverage"]) for row in summary["points"]["settings"]]
-    lines.append(f"n* gamma^2 eps in [{lo:.3g}, {hi:.3g}] over all settings; mean n* vs the coverage simulation "
-                 f"(no training): max |z| = {max(z):.2f}")
-    lines.append(f"eps slopes ~ -1: {yn('eps_slopes_near_minus_1')}; gamma slopes ~ -2: {yn('gamma_slopes_near_minus_2')}; "
-                 f"n* = coverage time (|z| <= 4): {yn('mean_n_star_matches_coverage_within_4_se')}")
-    return "\n".join(lines)
+    z = [abs(row["z_vs_coverage"]) for row in summary["points"]["settings"] if row["z_vs_coverage"] is not None]
+    return "\n".join([
+        slopes_table(summary["slopes"]),
+        f"n* gamma^2 eps in [{lo:.3g}, {hi:.3g}] over all settings; mean n* vs the coverage simulation "
+        f"(no training): max |z| = {max(z, default=math.nan):.2f}",
+        f"eps slopes ~ -1: {yn('eps_slopes_near_minus_1')}; gamma slopes ~ -2: {yn('gamma_slopes_near_minus_2')}; "
+        f"n* = coverage time (|z| <= 4): {yn('mean_n_star_matches_coverage_within_4_se')}",
+    ])
 
 
 @register

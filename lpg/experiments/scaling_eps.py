@@ -1,4 +1,4 @@
-"""``scaling-eps``: reward queries vs the target ``ε`` (claim C3, PAPER.md §4).
+"""``scaling-eps``: reward queries vs the target ``ε`` (claims C3 and C2, PAPER.md §4).
 
 Planted task and a base with likelihood exactly ``α`` on ``y*`` for every context, as in
 ``scaling-alpha``, now with ``α`` fixed and large (0.5) and ``ε`` from 1e-1 to 1e-4.
@@ -28,7 +28,7 @@ class ScalingEps(FamilyExperiment, Experiment):
     name = "scaling-eps"
     description = "C3: queries to likelihood 1-eps vs eps from a good base (Alg. 1 and on-policy PG), slope -1"
     swept = "eps"
-    claims = ["C3"]
+    claims = ["C2", "C3"]
     figure_title = "C3: queries ∝ 1/ε where 1/ε ≫ 1/α"
     defaults = {
         "k": 4,

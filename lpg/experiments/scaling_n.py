@@ -193,18 +193,18 @@ def summary_of(arrays: dict, config: dict) -> dict:
                 x, lq, cens = arrays["N"][sel].astype(float), arrays["log_queries"][sel], ~arrays["hit"][sel]
                 name = f"{alg}_{base}_k{k}"
                 if alg == "orm":
-                    n_min = min(N for N, q in zip(Ns, log_q0) if -q >= math.log(10.0 / eps)) if np.any(
-                        -log_q0 >= math.log(10.0 / eps)) else Ns.max()
-                    accept = (0.85 * rate, 1.15 * rate) if base == "uniform" else None
+                    dominant = -log_q0 >= math.log(10.0 / eps)  # 1/Q_q0(eps) >= 10/eps
+                    n_min = Ns[dominant].min() if dominant.any() else Ns.max()
+                    accept = (0.85 * rate, 1.15 * rate)
                     note = ("ln(queries) vs N; theory ln k" if base == "uniform"
                             else "ln(queries) vs N; theory ln(1/p0) = d ln(1/Q_q0(eps))/dN of the pre-trained base")
                     slopes[name] = sc.fit_record(x, lq, cens, theory=rate, accept=accept, log_x=False, log_y=False,
                                                  regime=[float(n_min), float(Ns.max())], n_boot=config["n_boot"],
-                                                 note=note)
+                                                 note=note, claim="C5")
                 else:
-                    slopes[name] = sc.fit_record(x, lq, cens, theory=1.0, accept=(0.7, 1.3) if base == "uniform"
-                                                 else None, log_x=True, log_y=False, n_boot=config["n_boot"],
-                                                 note="log-log slope of queries vs N")
+                    slopes[name] = sc.fit_record(x, lq, cens, theory=1.0, accept=(0.7, 1.3), log_x=True, log_y=False,
+                                                 n_boot=config["n_boot"],
+                                                 note="log-log slope of queries vs N", claim="C9")
                     med = np.exp(np.asarray(slopes[name]["points"]["median"], np.float64))
                     xs = np.asarray(slopes[name]["points"]["x"], np.float64)
                     ok = np.isfinite(med)
@@ -225,10 +225,17 @@ def summary_of(arrays: dict, config: dict) -> dict:
 
 
 def figure(arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
+    from matplotlib.lines import Line2D
+
     ks = config["ks"]
-    fig, axes = plotting.figure(len(ks) + 2, width=4.6, height=3.9)
+    n_panels = len(ks) + 2
+    ncols = 2
+    fig, axes = plotting.figure(ncols, (n_panels + 1) // ncols, width=5.4, height=4.3)
+    for ax in axes[n_panels:]:
+        ax.axis("off")
     gamma = config["gamma"]
-    for ax, k in zip(axes, ks):
+    n_seeds = int(np.unique(arrays["seed"]).size)
+    for i, (ax, k) in enumerate(zip(axes, ks)):
         for alg in config["algs"]:
             for base in config["bases"]:
                 sel = _select(arrays, alg, k, base)
@@ -238,32 +245,34 @@ def figure(arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Pat
                 x = arrays["N"][sel].astype(float)
                 y = arrays["log_queries"][sel] / sc.LN10
                 xs, med = sc.scaling_series(ax, x, y, ~arrays["hit"][sel], label=f"{ALG_LABEL[alg]}, {base} base",
-                                            color=st["color"], marker=st["marker"], jitter=0.6, log_x=False)
+                                            color=st["color"], marker=st["marker"], jitter=0.8, log_x=False)
                 rec = summary["slopes"][f"{alg}_{base}_k{k}"]
                 if alg == "orm":
                     sc.theory_overlay(ax, xs, med, rec["theory"], color=st["color"], log_x=False)
                     info = summary["bases"][f"{base}_k{k}"]
                     lb = (-np.asarray(info["log10_Q_q0"]) * sc.LN10 + 2 * math.log(1 / gamma)) / sc.LN10
                     sc.lower_bound_overlay(ax, info["N"], lb, color=st["color"])
+                    if base == "uniform":
+                        ax.annotate(f"slope {rec['estimate']:.3g}/N (ln k = {math.log(k):.3g})",
+                                    xy=(xs[-1], med[-1]), xytext=(-10, -2), textcoords="offset points", ha="right",
+                                    va="top", fontsize=7.5, color=st["color"])
                 else:
                     sc.theory_overlay(ax, xs, med, 1.0, color=st["color"], log_x=True)
         ax.set_xlabel("response length N")
         ax.set_ylabel("reward queries to likelihood ≥ 1−ε")
         plotting.log10_axis(ax)
-        ax.set_title(f"k = {k}: exponential (ORM) vs linear (PRM) in N", fontsize=10)
+        ax.set_title(f"({'abcd'[i]}) k = {k}: exponential in N (ORM) vs linear (PRM)", fontsize=10)
         ax.grid(alpha=0.25)
-    ax = axes[0]
-    from matplotlib.lines import Line2D
-
-    handles, _ = ax.get_legend_handles_labels()
-    handles += [Line2D([], [], ls="--", color="#555555", label="theory slope, fitted constant"),
-                Line2D([], [], ls=":", color="#555555", label="ORM lower bound 1/(Q_q0(ε)γ²)"),
-                sc.censored_legend_handle()]
-    ax.legend(handles=handles, fontsize=7, loc="upper left", frameon=False)
+        if i == 0:
+            handles, _ = ax.get_legend_handles_labels()
+            handles += [Line2D([], [], ls="--", color="#555555", label="theory exponent, fitted constant"),
+                        Line2D([], [], ls=":", color="#555555", label="ORM lower bound 1/(Q_q0(ε)γ²) (C6)"),
+                        sc.censored_legend_handle()]
+            ax.legend(handles=handles, fontsize=7, loc="upper left", frameon=False)
 
     # PRM on log-log axes: slope 1
     ax = axes[len(ks)]
-    for k in ks:
+    for j, k in enumerate(ks):
         for base in config["bases"]:
             sel = _select(arrays, "prm", k, base)
             if not sel.any():
@@ -271,40 +280,42 @@ def figure(arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Pat
             st = sc.STYLE[("prm", base)]
             x = arrays["N"][sel].astype(float)
             y = arrays["log_queries"][sel] / sc.LN10
-            marker = "o" if k == ks[0] else "D"
-            xs, med = sc.scaling_series(ax, x, y, ~arrays["hit"][sel], label=f"PRM, {base}, k={k}", color=st["color"],
-                                        marker=marker, jitter=0.04)
-            sc.theory_overlay(ax, xs, med, 1.0, color=st["color"])
+            rec = summary["slopes"][f"prm_{base}_k{k}"]
+            xs, med = sc.scaling_series(ax, x, y, ~arrays["hit"][sel], color=st["color"], marker="oDs^"[j % 4],
+                                        ls=["-", "--", "-.", ":"][j % 4], jitter=0.04,
+                                        label=f"{base} base, k={k}: slope {sc.fmt_slope(rec)}")
+            sc.theory_overlay(ax, xs, med, 1.0, color=st["color"], ls=(0, (1, 3)))
     ax.set_xscale("log", base=2)
     plotting.log10_axis(ax)
     ax.set_xlabel("response length N")
-    ax.set_ylabel("reward queries (PRM)")
-    ax.set_title("Alg. 2 (PRM): queries ∝ N (dashed: slope 1)", fontsize=10)
-    ax.legend(fontsize=7, frameon=False)
+    ax.set_ylabel("reward queries (Alg. 2, PRM)")
+    ax.set_title(f"({'abcd'[len(ks)]}) Alg. 2 (PRM) on log-log axes: queries ∝ N", fontsize=10)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", title="slope [95% CI]; dotted: slope 1",
+              title_fontsize=7)
     ax.grid(alpha=0.25, which="both")
 
     # iterations
     ax = axes[len(ks) + 1]
-    for k in ks:
+    for j, k in enumerate(ks):
         for alg in config["algs"]:
-            sel = _select(arrays, alg, k, "uniform") if "uniform" in config["bases"] else _select(
-                arrays, alg, k, config["bases"][0])
+            base = "uniform" if "uniform" in config["bases"] else config["bases"][0]
+            sel = _select(arrays, alg, k, base)
             if not sel.any():
                 continue
-            st = sc.STYLE[(alg, "uniform")]
+            st = sc.STYLE[(alg, base)]
             x = arrays["N"][sel].astype(float)
-            y = np.log10(np.maximum(arrays["steps"][sel], 1))
+            y = np.maximum(arrays["steps"][sel], 1).astype(float)
             sc.scaling_series(ax, x, y, ~arrays["hit"][sel], label=f"{ALG_LABEL[alg]}, k={k}", color=st["color"],
-                              marker="o" if k == ks[0] else "D", ls="-" if k == ks[0] else "--", jitter=0.04)
+                              marker="oDs^"[j % 4], ls=["-", "--", "-.", ":"][j % 4], jitter=0.04)
     ax.set_xscale("log", base=2)
-    plotting.log10_axis(ax)
+    ax.set_yscale("log")
     ax.set_xlabel("response length N")
-    ax.set_ylabel("iterations (updates) to likelihood ≥ 1−ε")
-    ax.set_title("iterations from the uniform base", fontsize=10)
+    ax.set_ylabel(f"iterations to likelihood ≥ 1−ε (batch {config['batch_size']})")
+    ax.set_title(f"({'abcd'[len(ks) + 1]}) iterations (updates) from the {base} base", fontsize=10)
     ax.legend(fontsize=7, frameon=False)
     ax.grid(alpha=0.25, which="both")
-    fig.suptitle(f"C5 vs C9 — planted task, γ = {gamma:g}, ε = {config['eps']:g}; dots: runs, "
-                 f"lines: Kaplan–Meier medians over {int(arrays['seed'].max()) + 1} seeds", fontsize=10)
+    fig.suptitle(f"Outcome vs process rewards as N grows (C5 vs C9): planted task, γ = {gamma:g}, "
+                 f"ε = {config['eps']:g}; dots: runs, lines: Kaplan–Meier medians over {n_seeds} seeds", fontsize=10.5)
     fig.tight_layout()
     return plotting.save(fig, out_dir, "scaling_n")
 

@@ -1,0 +1,105 @@
+"""The ``barrier`` experiment (and the summary it shares with ``figure1``): the
+log-space mean likelihood against float64 references, the summary of synthetic runs
+with hand-computed answers, the validation of its settings, and the acceptance run —
+the default settings show, in every seed, ORM leaving the off-support centres below
+1e-6 while PRM lifts them at least 100× above the base model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lpg.experiments import get
+from lpg.experiments._orm_vs_prm import PAPER_DEFAULTS, log_mean_lik, summary_of, table
+
+LN10 = math.log(10.0)
+
+
+def test_log_mean_lik_matches_float64_and_is_shift_invariant(rng):
+    ll = rng.uniform(-60, 0, size=(3, 5, 7))  # (seeds, log points, centres)
+    mask = rng.random((3, 7)) < 0.5
+    mask[:, 0] = True
+    got = log_mean_lik(ll, mask)
+    for s in range(3):
+        for t in range(5):
+            ref = math.log(np.mean(np.exp(ll[s, t][mask[s]])))
+            assert got[s, t] == pytest.approx(ref, rel=1e-12, abs=1e-12)
+    # Far below float64's range (1e-4000): the same answer shifted, no underflow.
+    np.testing.assert_allclose(log_mean_lik(ll - 10_000.0, mask), got - 10_000.0, rtol=1e-12)
+
+
+def test_log_mean_lik_of_an_empty_set_is_nan():
+    out = log_mean_lik(np.zeros((2, 3)), np.array([[True, False, False], [False, False, False]]))
+    assert out[0] == pytest.approx(0.0) and math.isnan(out[1])
+
+
+def synthetic(orm_final, prm_final):
+    """Two seeds, four centres; centres 0 and 1 are off-support (base < 1e-12)."""
+    base = np.log(np.array([[1e-20, 1e-14, 0.5, 0.9], [1e-30, 1e-13, 1e-3, 0.8]]))
+    curve = lambda final: np.stack([base, np.log(np.asarray(final))], axis=1)  # noqa: E731
+    return {
+        "step": np.array([0, 10]),
+        "base_track_log_lik": base,
+        "base_test_error": np.array([0.5, 0.6]),
+        "orm_track_log_lik": curve(orm_final),
+        "prm_track_log_lik": curve(prm_final),
+        "orm_test_error": np.array([[0.5, 0.3], [0.6, 0.4]]),
+        "prm_test_error": np.array([[0.5, 0.1], [0.6, 0.2]]),
+        "orm_log_queries": np.log(np.array([[1.0, 160.0], [1.0, 160.0]])),
+        "prm_log_queries": np.log(np.array([[1.0, 2000.0], [1.0, 4000.0]])),
+    }
+
+
+def test_summary_of_synthetic_runs_matches_hand_computation():
+    orm = [[1e-25, 1e-5, 0.6, 0.9], [1e-40, 1e-20, 0.1, 0.9]]  # seed 0: ORM mean 5e-6 > 1e-6
+    prm = [[1e-3, 1e-5, 0.7, 0.9], [1e-9, 1e-11, 0.2, 0.9]]
+    s = summary_of(synthetic(orm, prm), {"off_support_threshold": 1e-12})
+    base = [math.log10((1e-20 + 1e-14) / 2), math.log10((1e-30 + 1e-13) / 2)]
+    orm10 = [math.log10((1e-25 + 1e-5) / 2), math.log10((1e-40 + 1e-20) / 2)]
+    prm10 = [math.log10((1e-3 + 1e-5) / 2), math.log10((1e-9 + 1e-11) / 2)]
+    assert s["off_support"]["base"]["mean"] == pytest.approx(np.mean(base), rel=1e-9)
+    assert s["off_support"]["orm"]["mean"] == pytest.approx(np.mean(orm10), rel=1e-9)
+    assert s["off_support"]["prm"]["median"] == pytest.approx(np.median(prm10), rel=1e-9)
+    assert s["off_support"]["prm_gain"]["mean"] == pytest.approx(np.mean(np.subtract(prm10, base)), rel=1e-9)
+    assert s["test_error"]["prm"]["mean"] == pytest.approx(0.15)
+    assert s["queries"]["prm"]["mean"] == pytest.approx(np.mean(np.log10([2000.0, 4000.0])))
+    assert s["n_off_support"]["per_seed"] == [2, 2] and s["n_off_support"]["min"] == 2
+    assert s["barrier"] == {"orm_below_1e-6_every_seed": False, "prm_gain_at_least_100x_every_seed": True}
+    text = table(s)
+    assert "ORM" in text and "PRM" in text and "ORM < 1e-6 in every seed: NO" in text
+
+
+def test_barrier_flags_need_every_seed():
+    orm = [[1e-25, 1e-19, 0.6, 0.9], [1e-40, 1e-20, 0.1, 0.9]]
+    prm = [[1e-3, 1e-5, 0.7, 0.9], [1e-29, 1e-16, 0.2, 0.9]]  # seed 1: PRM only 1.6x base
+    s = summary_of(synthetic(orm, prm), {"off_support_threshold": 1e-12})
+    assert s["barrier"] == {"orm_below_1e-6_every_seed": True, "prm_gain_at_least_100x_every_seed": False}
+    # A seed without any off-support centre fails both flags.
+    s = summary_of(synthetic(orm, prm), {"off_support_threshold": 1e-40})
+    assert s["n_off_support"]["min"] == 0 and not any(s["barrier"].values())
+
+
+def test_defaults_are_a_scaled_down_figure1():
+    barrier, figure1 = get("barrier"), get("figure1")
+    assert barrier.default_seeds >= 4
+    assert barrier.defaults.keys() == figure1.defaults.keys() == PAPER_DEFAULTS.keys()
+    same = {"d", "n_centres", "sigma", "optimizer", "loss_norm", "signed", "orm_baseline", "prm_baseline",
+            "off_support_threshold", "pretrain_lr", "pg_lr", "N"}
+    for key in same:
+        assert barrier.defaults[key] == PAPER_DEFAULTS[key], key
+    assert figure1.defaults == PAPER_DEFAULTS
+    barrier.resolve({})
+    figure1.resolve({})
+
+
+def test_acceptance_default_barrier_holds_in_every_seed(tmp_path):
+    # The default settings with the minimum number of seeds (4) the acceptance names.
+    exp = get("barrier")
+    summary = exp.run(exp.resolve({}), seeds=4, out_dir=tmp_path)
+    assert summary["n_off_support"]["min"] >= 2
+    assert summary["barrier"] == {"orm_below_1e-6_every_seed": True, "prm_gain_at_least_100x_every_seed": True}
+    assert summary["off_support"]["orm"]["ci95"][1] < -6.0
+    assert summary["off_support"]["prm_gain"]["ci95"][0] >= 2.0
+    assert summary["test_error"]["prm"]["mean"] < summary["test_error"]["orm"]["mean"]

@@ -1,0 +1,175 @@
+"""The query-complexity scaling experiments (scaling-n, -alpha, -eps, -gamma) and the
+``paper`` report: each runs end to end at a tiny size; the helpers that set ``m`` and
+the base models are checked against closed forms; bad settings fail before compiling."""
+
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import lpg
+from lpg.experiments import get
+from lpg.experiments import _scaling as sc
+from lpg.experiments import paper as paper_mod
+from lpg.experiments import scaling_n
+from lpg.results import read_results
+
+SLOPE_KEYS = {"estimate", "ci", "theory", "regime"}
+
+
+def run_tiny(name, tmp_path, seeds, **overrides):
+    exp = get(name)
+    config = exp.resolve({k: str(v) for k, v in overrides.items()})
+    out = tmp_path / name
+    summary = exp.run(config, seeds=seeds, out_dir=out)
+    figures = exp.plot(out)
+    assert any(p.suffix == ".png" and p.is_file() for p in figures)
+    assert isinstance(exp.table(summary), str)
+    cfg, arrays, on_disk = read_results(out)
+    assert cfg["experiment"] == name and on_disk["slopes"].keys() == summary["slopes"].keys()
+    for rec in summary["slopes"].values():
+        assert SLOPE_KEYS <= rec.keys()
+    return summary, arrays
+
+
+# ---------------------------------------------------------------------------------
+# Helpers against closed forms
+# ---------------------------------------------------------------------------------
+
+
+def test_log_ceil_is_exact_on_integers_and_rounds_up():
+    for x in (1, 2, 4, 5, 11, 32, 1000, 3 * 10**5):
+        assert float(sc.log_ceil(math.log(x))) == pytest.approx(math.log(x), abs=1e-6)
+    assert float(sc.log_ceil(math.log(4.5))) == pytest.approx(math.log(5), abs=1e-6)
+    assert float(sc.log_ceil(443.6)) == pytest.approx(443.6)
+
+
+def test_m_of_the_uniform_and_planted_bases():
+    k, N, eps = 4, 6, 0.1
+    task = lpg.make_planted(jax.random.PRNGKey(0), k=k, N=N, gamma=0.5)
+    prob = sc.planted_problem(task, key=jax.random.PRNGKey(1))
+    log_q, log_tl = sc.base_quantiles(prob, eps)
+    assert float(log_q) == pytest.approx(-N * math.log(k), rel=1e-6)  # Q = k^-N
+    assert float(log_tl) == pytest.approx(-math.log(k), rel=1e-6)  # Q^TL = 1/k
+    assert float(sc.orm_log_m(log_q, N, k)) == pytest.approx(N * math.log(k), rel=1e-6)  # m = k^N
+    assert float(sc.prm_log_m(log_tl, k)) == pytest.approx(math.log(k), rel=1e-6)  # m = k
+    alpha = 1e-3
+    w0 = lpg.tasks.planted_alpha_base(task, alpha)
+    prob = sc.planted_problem(task, key=jax.random.PRNGKey(1), base=w0)
+    log_q, _ = sc.base_quantiles(prob, eps)
+    assert float(log_q) == pytest.approx(math.log(alpha), rel=1e-4)
+    assert math.exp(float(sc.orm_log_m(log_q, N, k))) == pytest.approx(1000.0, rel=1e-4)  # m = ceil(1/alpha)
+    # a length below task.N: k^length caps m
+    short = sc.planted_problem(task, key=jax.random.PRNGKey(1), length=2)
+    log_q, _ = sc.base_quantiles(short, eps)
+    assert float(sc.orm_log_m(log_q, 2, k)) == pytest.approx(2 * math.log(k), rel=1e-6)
+
+
+def test_pretrained_base_has_the_same_token_likelihood_at_every_position():
+    config = get("scaling-n").resolve({"pretrain_steps": "5"})
+    w = scaling_n.pretrained_base(config, 4)
+    task = lpg.make_planted(jax.random.PRNGKey(config["task_seed"]), k=4, N=9, gamma=config["gamma"])
+    tl = lpg.metrics.token_log_likelihoods(task.fmap, w, task.contexts, jax.vmap(task.response)(task.contexts))
+    tl = np.asarray(tl)
+    np.testing.assert_allclose(tl, np.repeat(tl[:, :1], 9, axis=1), rtol=1e-5, atol=1e-6)
+    assert np.all(tl[:, 0] > math.log(1 / 4))  # pre-training helped every context
+
+
+def test_pad_of_buckets():
+    assert [scaling_n.pad_of(n) for n in (1, 8, 9, 32, 33, 128, 129)] == [8, 8, 32, 32, 128, 128, 512]
+
+
+# ---------------------------------------------------------------------------------
+# Validation before compiling
+# ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,key,value", [
+    ("scaling-n", "Ns", "4,2"), ("scaling-n", "check_every", "7"), ("scaling-n", "algs", "orm,sgd"),
+    ("scaling-n", "gamma", "1.5"), ("scaling-alpha", "orm_alphas", "0.1,2.0"), ("scaling-alpha", "n_contexts", "99"),
+    ("scaling-eps", "alpha", "1.0"), ("scaling-eps", "pg_check_every", "7"), ("scaling-gamma", "Ss", "1,2"),
+    ("paper", "profile", "fast"), ("paper", "only", "no-such-experiment"),
+])
+def test_bad_settings_raise_before_compiling(name, key, value):
+    with pytest.raises(ValueError, match=key.split("_")[0]):
+        config = get(name).resolve({key: value})
+        if name == "paper":
+            paper_mod.plan(config)
+
+
+# ---------------------------------------------------------------------------------
+# End to end at a tiny size
+# ---------------------------------------------------------------------------------
+
+
+def test_scaling_n_tiny(tmp_path):
+    summary, arrays = run_tiny("scaling-n", tmp_path, 2, ks=4, Ns="1,3,6", eps=0.3, max_steps=400, check_every=5,
+                               n_boot=50, pretrain_steps=5)
+    assert set(summary["slopes"]) == {f"{a}_{b}_k4" for a in ("orm", "prm") for b in ("uniform", "pretrained")}
+    assert arrays["hit"].shape == (2 * 3 * 2 * 2,)
+    uni = (arrays["base"] == 0)
+    # m of the uniform base: k^N for Alg. 1, k for Alg. 2 (in log space)
+    orm = uni & (arrays["alg"] == 0)
+    np.testing.assert_allclose(arrays["log_m"][orm], arrays["N"][orm] * math.log(4), rtol=1e-5)
+    np.testing.assert_allclose(arrays["log_m"][uni & (arrays["alg"] == 1)], math.log(4), rtol=1e-5)
+    assert summary["slopes"]["orm_uniform_k4"]["claim"] == "C5"
+    assert summary["slopes"]["prm_uniform_k4"]["claim"] == "C9"
+
+
+def test_scaling_alpha_tiny_keeps_censored_runs(tmp_path):
+    summary, arrays = run_tiny("scaling-alpha", tmp_path, 2, N=6, orm_alphas="0.1,0.001", pg_alphas="0.1,0.001",
+                               orm_max_steps=400, pg_max_steps=400, orm_check_every=10, pg_check_every=10,
+                               n_boot=50, dominance=1)
+    pg = arrays["alg"] == 1
+    # PG from alpha = 1e-3 cannot reach 1 - eps in 400 steps: censored, kept, budget recorded
+    low = pg & np.isclose(arrays["x"], 1e-3)
+    assert np.all(~arrays["hit"][low]) and np.all(arrays["steps"][low] == 400)
+    rec = summary["slopes"]["pg_queries_vs_alpha"]
+    assert rec["n_censored"] == int(low.sum()) and rec["verdict"] == "not estimable"
+    assert summary["censored_runs"] >= int(low.sum())
+    np.testing.assert_allclose(np.exp(arrays["log_q0"][arrays["alg"] == 0]), arrays["x"][arrays["alg"] == 0],
+                               rtol=1e-3)
+
+
+def test_scaling_eps_and_gamma_tiny(tmp_path):
+    summary, arrays = run_tiny("scaling-eps", tmp_path, 2, N=4, algs="pg", pg_epss="0.3,0.1", pg_max_steps=2000,
+                               pg_check_every=10, n_boot=50, dominance=1)
+    assert set(summary["slopes"]) == {"pg_queries_vs_eps"}
+    assert np.all(arrays["hit"])
+    summary, arrays = run_tiny("scaling-gamma", tmp_path, 2, N=3, Ss="2,4", alpha=0.1, eps=0.3, max_steps=2000,
+                               n_boot=50)
+    assert sorted(set(arrays["S"].tolist())) == [2, 4]
+    np.testing.assert_allclose(sorted(set(arrays["gamma"].tolist())),
+                               sorted(math.sqrt(4 / (3 * S)) for S in (2, 4)))
+
+
+def test_paper_report_from_finished_experiments(tmp_path):
+    """``paper`` over one tiny experiment: REPORT.md has the table and the figure, and
+    a failing experiment is reported instead of stopping the report."""
+    exp = get("paper")
+    config = exp.resolve({"only": "scaling-eps"})
+    quick = dict(paper_mod.QUICK)
+    paper_mod.QUICK["scaling-eps"] = (2, {"N": "4", "algs": "pg", "pg_epss": "0.3,0.1", "pg_max_steps": "2000",
+                                          "pg_check_every": "10", "n_boot": "50", "dominance": "1"})
+    try:
+        summary = exp.run({**config, "profile": "quick"}, seeds=1, out_dir=tmp_path)
+    finally:
+        paper_mod.QUICK.clear()
+        paper_mod.QUICK.update(quick)
+    assert summary["experiments"]["scaling-eps"]["status"] == "ok"
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| claim | experiment | quantity | theory exponent | measured exponent (95% CI)" in report
+    assert "![scaling-eps](scaling-eps/scaling_eps.png)" in report
+    c2 = report.split("## C2")[1].split("## C3")[0]
+    assert "### `scaling-eps`" in c2 and "pg_queries_vs_eps" in c2
+    assert "No registered experiment measures this claim" in report.split("## C7")[1]
+    rows = [r for r in summary["rows"] if r["quantity"] == "pg_queries_vs_eps"]
+    assert rows and rows[0]["claim"] == "C2"
+    # a failed experiment is reported with its error
+    results = {"scaling-eps": {"status": "failed", "seconds": 1.0, "seeds": 2, "error": "RuntimeError: boom"}}
+    paper_mod.write_report(tmp_path, results)
+    assert "did not finish**: RuntimeError: boom" in (tmp_path / "REPORT.md").read_text()
+    # the paper's own files
+    assert json.loads((tmp_path / "config.json").read_text())["experiment"] == "paper"
