@@ -342,8 +342,11 @@ def fmt(v, spec=".3g"):
 
 
 def print_row(r: dict) -> None:
+    cpu = r.get("cpu_s_per_call")
+    cpu_step = cpu / (r["seeds"] * r["steps_per_call"]) if cpu and r.get("steps_per_call") else None
     print(
-        f"{r['name']:<22} {r['seeds']:>5} {fmt(r.get('s_per_step'), '.3g'):>9} {fmt(r.get('steps_per_s')):>9} "
+        f"{r['name']:<22} {r['seeds']:>5} {fmt(r.get('s_per_step'), '.3g'):>9} {fmt(cpu_step, '.3g'):>9} "
+        f"{fmt(r.get('steps_per_s')):>9} "
         f"{fmt(r.get('tokens_per_s')):>9} {fmt(r.get('log10_queries_per_s'), '.1f'):>7} "
         f"{fmt(r.get('runs_per_s')):>9} {fmt(r.get('compile_s'), '.1f'):>7} "
         f"{fmt((r.get('peak_mem_bytes') or 0) / 2**20 if r.get('peak_mem_bytes') else None, '.0f'):>7} "
@@ -354,7 +357,7 @@ def print_row(r: dict) -> None:
 
 
 HEADER = (
-    f"{'workload':<22} {'seeds':>5} {'s/step':>9} {'steps/s':>9} {'tokens/s':>9} {'lg q/s':>7} "
+    f"{'workload':<22} {'seeds':>5} {'s/step':>9} {'cpu s/st':>9} {'steps/s':>9} {'tokens/s':>9} {'lg q/s':>7} "
     f"{'runs/s':>9} {'compile':>7} {'MiB':>7} {'roof':>7} {'peer s':>8} {'ratio':>6}"
 )
 

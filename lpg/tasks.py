@@ -218,24 +218,31 @@ def uniform_base(fmap: FeatureMap):
     return fmap.init_params()
 
 
-def planted_alpha_base(task: PlantedTask, alpha) -> jax.Array:
+def planted_alpha_base(task: PlantedTask, alpha=None, *, log_alpha=None) -> jax.Array:
     """Base weights putting likelihood exactly ``alpha`` on ``y*(c)`` for every context
-    (``alpha`` a scalar or one value per context, each in (0, 1)).
+    (``alpha`` a scalar or one value per context, each in (0, 1)). Give ``log_alpha``
+    (``< 0``) instead for likelihoods below float32's range, e.g. ``32^-128``.
 
     Row ``c`` is ``t_c·w*_c``; every position then has the same correct-token
     probability ``p = e^{γ t}/(e^{γ t} + k − 1)`` and ``p^N = α`` gives
-    ``γ t = log((k−1) α^{1/N} / (1 − α^{1/N}))`` (negative when ``α < k^-N``).
-    Works in log space, so ``α = 32^-128`` is fine."""
-    alpha = jnp.asarray(alpha, jnp.float32)
-    if not isinstance(alpha, jax.core.Tracer):
+    ``γ t = log((k−1) α^{1/N} / (1 − α^{1/N}))`` (negative when ``α < k^-N``),
+    computed from ``log α``."""
+    if (alpha is None) == (log_alpha is None):
+        raise ValueError(f"give exactly one of alpha and log_alpha, got alpha={alpha!r}, log_alpha={log_alpha!r}")
+    name, value = ("alpha", alpha) if log_alpha is None else ("log_alpha", log_alpha)
+    value = jnp.asarray(value, jnp.float32)
+    if not isinstance(value, jax.core.Tracer):
         import numpy as np
 
-        a = np.asarray(alpha)
+        a = np.asarray(value)
         if a.ndim > 1 or (a.ndim == 1 and a.shape[0] != task.d):
-            raise ValueError(f"alpha must be a scalar or have shape ({task.d},), got shape {a.shape}")
-        if not np.all((a > 0) & (a < 1)):
-            raise ValueError(f"alpha must lie in (0, 1), got {a!r}")
-    log_p = jnp.log(alpha) / task.N
+            raise ValueError(f"{name} must be a scalar or have shape ({task.d},), got shape {a.shape}")
+        ok = (a > 0) & (a < 1) if log_alpha is None else (a < 0)
+        if not np.all(ok):
+            allowed = "lie in (0, 1)" if log_alpha is None else "be < 0"
+            raise ValueError(f"{name} must {allowed}, got {a!r}")
+    log_a = jnp.log(value) if log_alpha is None else value
+    log_p = log_a / task.N
     gamma_t = jnp.log(task.k - 1.0) + log_p - jnp.log(-jnp.expm1(log_p))
     t = jnp.broadcast_to(gamma_t / task.fmap.gamma, (task.d,))
     return task.planted_weights() * t[:, None]

@@ -393,7 +393,7 @@ def test_lq_governs_outputs(lq_run):
 # baselines
 # ---------------------------------------------------------------------------------
 
-BL_CONFIG = {"variants": ["none_01", "grpo_01"], "k": 4, "N": 3, "gamma": 0.5, "n_contexts": 1, "eps": 0.3,
+BL_CONFIG = {"variants": ["grpo_01"], "k": 4, "N": 3, "gamma": 0.5, "n_contexts": 1, "eps": 0.3,
              "batch_size": 2, "group_size": 4, "log10_alphas": [-0.5, -1.0], "regime_min": 1.0,
              "max_steps": 3000, "check_every": 10, "n_probe": 64}
 

@@ -115,6 +115,20 @@ def test_planted_alpha_base_puts_alpha_on_y_star(log_alpha):
     np.testing.assert_allclose(jax.jit(tasks.log_alpha_planted_base)(task, w0), log_alpha, rtol=2e-5)
 
 
+def test_planted_alpha_base_in_log_space_below_float32():
+    # 32^-128 underflows float32; log_alpha carries it exactly.
+    log_alpha = -128 * math.log(32)
+    task = lpg.make_planted(jax.random.PRNGKey(9), k=32, N=128, gamma=0.5)
+    w0 = tasks.planted_alpha_base(task, log_alpha=log_alpha)
+    ys = np.asarray(jax.vmap(task.response)(task.contexts))
+    got = [np_planted_log_prob(task.fmap, np.asarray(w0, np.float64), c, ys[c]) for c in range(task.d)]
+    np.testing.assert_allclose(got, log_alpha, rtol=1e-5)
+    with pytest.raises(ValueError, match="log_alpha"):
+        tasks.planted_alpha_base(task, log_alpha=0.5)
+    with pytest.raises(ValueError, match="exactly one"):
+        tasks.planted_alpha_base(task, 0.5, log_alpha=-1.0)
+
+
 def test_planted_alpha_base_per_context():
     task = lpg.make_planted(jax.random.PRNGKey(8), k=4, N=3, gamma=0.5)
     alphas = np.geomspace(1e-6, 0.9, task.d).astype(np.float32)

@@ -143,7 +143,7 @@ def hyper(lr=1.0, m=None, log_m=None, zeta=math.inf) -> Hyper:
     """Validated :class:`Hyper`. Give ``m`` (a count ``>= 1``) or ``log_m``."""
     _checks.positive("lr", lr)
     if m is not None and log_m is not None:
-        raise ValueError("give m or log_m, not both")
+        raise ValueError(f"give m or log_m, not both; got m={m!r}, log_m={log_m!r}")
     if m is not None:
         _checks.at_least("m", m, 1)
         log_m = math.log(m)

@@ -210,7 +210,7 @@ def summary_of(arrays: dict, config: dict) -> dict:
         }
     return {
         "experiment": "baselines",
-        "claims": ["C4", "C6"],
+        "claims": ["C6"],
         "slopes": slopes,
         "points": points,
         "escapes": escapes,
