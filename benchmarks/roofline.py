@@ -5,14 +5,15 @@ Device limits (:func:`device_limits`) are obtained two ways and both are reporte
 
 * ``measured``: what this process actually reaches — peak from a large float32 matmul
   (``jnp.dot`` of two 2048×2048 matrices, best of several), bandwidth from a
-  STREAM-style triad ``b = b + s·c`` (``b`` donated, so no fresh pages) over arrays far larger than the last-level cache
-  (bytes read + written per second, best of several). On a shared machine these are
-  lower bounds of the hardware's limits.
+  STREAM-style triad ``b = b + s·c`` (``b`` donated, so no fresh pages are faulted in)
+  over arrays far larger than the last-level cache (bytes read + written per second,
+  best of several). On a shared machine these are lower bounds of the hardware's limits.
 * ``nominal``: for a CPU, ``cores × clock × f32 FLOP/cycle/core``, the clock from
   ``/proc/cpuinfo`` and FLOP/cycle from the vector extensions it lists (AVX-512: 64,
   AVX2+FMA: 32, AVX: 16, else 8 — two FMA pipes of that width assumed; AMD Zen 4
-  (family 25 with AVX-512) executes 512-bit vectors as two 256-bit halves: 32). No nominal bandwidth is claimed for a CPU (it depends on the
-  memory channels a virtual machine is given). For a GPU, the vendor's dense f32
+  (family 25 with AVX-512) executes 512-bit vectors as two 256-bit halves: 32). No
+  nominal bandwidth is claimed for a CPU (it depends on the memory channels a virtual
+  machine is given). For a GPU, the vendor's dense f32
   (non-tensor-core) peak and HBM bandwidth by device name, where known.
 
 The fraction of the limit reached uses the *measured* limits: ``limit_s = max(flops /
@@ -21,7 +22,8 @@ peak, bytes / bandwidth)`` per step, ``fraction = limit_s / measured_s``.
 Per-step work (:func:`step_cost`) counts the minimum a perfect implementation of the
 same algorithm must do (one multiply-add = 2 FLOP, an ``exp`` = 1 FLOP, comparisons as
 FLOP; intermediates assumed to stay in cache; int32 tokens and float32 values), so the
-fraction is an upper bound on how far from the hardware the implementation is. The
+fraction is how close the implementation comes to the hardware's limit for the work
+the algorithm cannot avoid. The
 sampled workloads are dominated by a sequential token loop (``N`` dependent steps of
 ``O(k)`` work per context): neither bound is tight for them, and the fraction mostly
 measures per-iteration overhead.

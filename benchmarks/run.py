@@ -378,7 +378,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--seeds", help="comma-separated seed counts (default 1,8,64; --quick: 1,16; a GPU adds 1024)")
     ap.add_argument("--reps", type=int, help="timed repetitions after the warm-up (default 5; --quick: 3; fewer, "
                     "at least 2, where they would take over 20 s, --quick 6 s)")
-    ap.add_argument("--steps", type=int, help="steps per timed call (default 6; --quick: 3)")
+    ap.add_argument("--steps", type=int, help="steps per timed call (default 6, --quick 3; divided by seeds/8 for "
+                    "larger sweeps, at least 2)")
     ap.add_argument("--only", help="comma-separated workload names to run")
     ap.add_argument("--peer", help="checkout of the authors' repository (mousavih/rlvr-base-model-barrier)")
     ap.add_argument("--peer-python", default=os.environ.get("LPG_PEER_PYTHON", "python3"),
@@ -425,7 +426,9 @@ def main(argv=None) -> dict:
     try:
         for wl in chosen:
             for s in seeds:
-                r = measure(wl, s, steps=steps, reps=reps, budget_s=6.0 if quick else 20.0, limits=limits, peer=peer,
+                # Large sweeps take fewer steps per call (at least 2) to keep the run short.
+                n_steps = steps if args.steps else max(2, steps // max(1, s // 8))
+                r = measure(wl, s, steps=n_steps, reps=reps, budget_s=6.0 if quick else 20.0, limits=limits, peer=peer,
                             peer_steps=args.peer_steps)
                 rows.append(r)
                 print_row(r)

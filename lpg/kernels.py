@@ -36,7 +36,8 @@ import jax.numpy as jnp
 from lpg.features import START, Bigram, BigramParams
 
 _UNROLL = 8
-"""Token-loop unroll: fewer loop iterations for XLA to schedule, at a small compile cost."""
+"""Unroll of the teacher's gather loop: fewer loop iterations for XLA to schedule, at a
+small compile cost."""
 
 _ARGMAX_UNROLL_MAX_K = 64
 """Up to this ``k`` the table argmax is an unrolled running maximum (XLA's variadic

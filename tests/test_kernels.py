@@ -126,7 +126,7 @@ def test_teacher_response_kernel_equals_the_reference(rng):
     for k in (5, 70):  # unrolled running maximum, and jnp.argmax above the unroll limit
         task = lpg.make_teacher(key, d=6, k=k, N=40)
         xs = task.sample_contexts(jax.random.PRNGKey(4), 64)
-        ref = jax.vmap(lambda x: tasks.teacher_response(task.A, task.B, x, task.N))(xs)
+        ref = jax.jit(jax.vmap(lambda x: tasks.teacher_response(task.A, task.B, x, task.N)))(xs)
         fast = jax.jit(jax.vmap(lambda x: kernels.teacher_response(task.A, task.B, x, task.N)))(xs)
         np.testing.assert_array_equal(fast, ref)
 
@@ -136,7 +136,7 @@ def test_token_log_probs_kernel_matches_the_reference(rng):
     fmap, w = lpg.Bigram(d, k), _weights(rng, d, k, 3.0)
     xs = _contexts(rng, 8, d)
     ys = jnp.asarray(rng.integers(0, k, (8, N)), jnp.int32)
-    ref = jax.vmap(lambda x, y: policy.token_log_probs(fmap, w, x, y, 9))(xs, ys)
+    ref = jax.jit(jax.vmap(lambda x, y: policy.token_log_probs(fmap, w, x, y, 9)))(xs, ys)
     fast = jax.jit(jax.vmap(lambda x, y: kernels.bigram_token_log_probs(w, x, y, 9)))(xs, ys)
     np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
     assert np.all(np.asarray(fast)[:, 9:] == 0.0)

@@ -16,6 +16,12 @@ Verdicts are read, never made up: a slope with an acceptance range gets ``confir
 the row); one without a range is ``reported``; a point set too censored to fit is ``not
 estimable``. An experiment that fails is reported with its error and the report goes on.
 With ``resume``, a finished sub-directory whose ``config.json`` matches is reused.
+
+``cpu_skip`` (default: ``figure1``, the paper-size Figure 1 — batch 1024 × 4000 steps of
+sampled ±1-reward PG at ``N = 128``, ``k = 32``, far beyond the 45-minute CPU budget) lists
+experiments left out when the default backend is the CPU; the report says so, and
+``barrier`` measures the same claims at a CPU size. ``--set cpu_skip=`` (empty) or
+``--set only=figure1`` runs them anyway.
 """
 
 from __future__ import annotations
@@ -178,6 +184,9 @@ def write_report(out_dir: Path, results: dict) -> Path:
         for name in names:
             res = results[name]
             lines += [f"### `{name}`", ""]
+            if res["status"].startswith("skipped"):
+                lines += [f"*Not run here: {res['status']}.*", ""]
+                continue
             if res["status"] != "ok":
                 lines += [f"**The experiment did not finish**: {res.get('error', 'unknown error')}", ""]
                 continue
@@ -210,15 +219,27 @@ def _same_config(sub: Path, name: str, config: dict, seeds: int) -> bool:
     return all(stored.get(k) == v for k, v in want.items()) and (sub / "summary.json").is_file()
 
 
+def cpu_skipped(config: dict) -> list[str]:
+    """The experiments of ``cpu_skip`` that are left out because no accelerator is
+    present (the default backend is the CPU) and ``only`` does not ask for them."""
+    import jax
+
+    if jax.default_backend() != "cpu":
+        return []
+    return [n for n in config["cpu_skip"] if n not in config["only"]]
+
+
 def plan(config: dict) -> list[tuple[str, Experiment, int, dict]]:
     """(name, experiment, seeds, resolved config) of every experiment to run, every
     config validated before anything runs."""
     exps = available()
     only, skip = config["only"], config["skip"]
-    for n in list(only) + list(skip):
-        if n not in exps or n == "paper":
-            raise ValueError(f"only/skip must name registered experiments other than 'paper', got {n!r}; "
-                             f"available: {', '.join(k for k in exps if k != 'paper')}")
+    for key in ("only", "skip", "cpu_skip"):
+        for n in config[key]:
+            if n not in exps or n == "paper":
+                raise ValueError(f"{key} must name registered experiments other than 'paper', got {n!r}; "
+                                 f"available: {', '.join(k for k in exps if k != 'paper')}")
+    skip = set(skip) | set(cpu_skipped(config))
     out = []
     for name, exp in exps.items():
         if name == "paper" or name in skip or (only and name not in only):
@@ -258,12 +279,12 @@ def run_all(config: dict, out_dir: Path, resume: bool) -> dict:
 class Paper(Experiment):
     name = "paper"
     description = "Run every experiment and write REPORT.md: one section per claim, table of measured vs theory exponents"
-    defaults = {"profile": "default", "only": [], "skip": []}
+    defaults = {"profile": "default", "only": [], "skip": [], "cpu_skip": ["figure1"]}
     default_seeds = 1
 
     def validate(self, config: dict) -> None:
         _checks.one_of("profile", config["profile"], PROFILES)
-        for key in ("only", "skip"):
+        for key in ("only", "skip", "cpu_skip"):
             if not isinstance(config[key], list):
                 raise ValueError(f"{key} must be a comma-separated list of experiment names, got {config[key]!r}")
 
@@ -272,6 +293,9 @@ class Paper(Experiment):
         out_dir = Path(out_dir)
         plan(config)  # validate every experiment's settings before running any
         results = run_all(config, out_dir, resume)
+        for name in cpu_skipped(config):
+            if name not in config["skip"]:
+                results[name] = {"status": "skipped on CPU (paper scale: run it on an accelerator)", "seconds": 0.0}
         rows = [r for n, res in results.items() if res.get("summary") for r in slope_rows(n, res["summary"])]
         summary = {
             "experiment": "paper",
@@ -311,7 +335,9 @@ class Paper(Experiment):
         for r in summary["rows"]:
             lines.append(f"{r['claim'][:6]:6} {r['experiment'][:18]:18} {r['quantity'][:36]:36} "
                          f"{_fmt_num(r['theory']):>7}  {r['measured'][:28]:28} {r['verdict']}")
-        failed = [n for n, e in summary["experiments"].items() if e["status"] != "ok"]
-        lines.append(f"experiments: {len(summary['experiments'])}, failed: {', '.join(failed) or 'none'}; "
+        failed = [n for n, e in summary["experiments"].items() if e["status"] == "failed"]
+        skipped = [n for n, e in summary["experiments"].items() if e["status"].startswith("skipped")]
+        lines.append(f"experiments: {len(summary['experiments'])}, failed: {', '.join(failed) or 'none'}, "
+                     f"skipped: {', '.join(skipped) or 'none'}; "
                      f"total {summary['total_s']:.0f}s")
         return "\n".join(lines)
