@@ -108,10 +108,12 @@ def figure1_problem(N: int, key):
     return lpg.make_problem(task, key=key, n_test=1024, track_x=task.centres)
 
 
-def sweep_fn(alg, problem, hyper, steps: int, seeds: int):
+def sweep_fn(alg, problem, hyper, steps: int, seeds: int, seed_mode: str = "vmap"):
     """``keys (S, 2) -> (final weights, log total queries)``: ``steps`` steps of ``alg``
     per seed from the uniform policy (timing does not depend on the weights). One seed
-    is run as a user would, without ``vmap``; more seeds as one ``vmap`` over keys."""
+    is run as a user would, without ``vmap``; more seeds as one ``vmap`` over keys, or
+    (``seed_mode="map"``) one seed after the other with ``lax.map`` — on a CPU, where one
+    seed's batch already fills the cores, that keeps each seed's tables in cache."""
     w0 = problem.fmap.init_params()
 
     def one(key):
@@ -126,6 +128,8 @@ def sweep_fn(alg, problem, hyper, steps: int, seeds: int):
 
     if seeds == 1:
         return jax.jit(lambda keys: one(keys[0]))
+    if seed_mode == "map":
+        return jax.jit(lambda keys: jax.lax.map(one, keys))
     return jax.jit(jax.vmap(one))
 
 
@@ -223,13 +227,13 @@ def machine_name() -> str:
 
 
 def measure(wl: Workload, seeds: int, *, steps: int, reps: int, budget_s: float, limits: dict,
-            peer: PeerProcess | None, peer_steps: int) -> dict:
+            peer: PeerProcess | None, peer_steps: int, seed_mode: str = "vmap") -> dict:
     """Compile, warm up, then ``reps`` timed calls (fewer when a call is so slow that
     they would take more than ``budget_s``, but at least 2), alternating with the peer."""
     problem = figure1_problem(wl.N, jax.random.PRNGKey(0))
     alg = wl.make_alg()
     hyper = lpg.hyper(**wl.hyper)
-    fn = sweep_fn(alg, problem, hyper, steps, seeds)
+    fn = sweep_fn(alg, problem, hyper, steps, seeds, seed_mode)
     keys = jax.random.split(jax.random.PRNGKey(1), seeds)
     compiled, compile_s, (peak, peak_src) = compile_timed(fn, keys)
     warm, _, _ = timed_call(compiled, keys)
@@ -256,6 +260,7 @@ def measure(wl: Workload, seeds: int, *, steps: int, reps: int, budget_s: float,
         "backend": jax.default_backend(),
         "device": getattr(dev, "device_kind", str(dev)),
         "seeds": seeds,
+        "seed_mode": "single" if seeds == 1 else seed_mode,
         "shape": {"batch": wl.batch, "N": wl.N, "k": FIG1["k"], "d": FIG1["d"], "group": wl.group},
         "steps_per_call": steps,
         "reps": reps,
@@ -381,6 +386,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps", type=int, help="steps per timed call (default 6, --quick 3; divided by seeds/8 for "
                     "larger sweeps, at least 2)")
     ap.add_argument("--only", help="comma-separated workload names to run")
+    ap.add_argument("--seed-mode", choices=("vmap", "map"), default="vmap",
+                    help="several seeds as one vmap (default) or one after the other with lax.map")
     ap.add_argument("--peer", help="checkout of the authors' repository (mousavih/rlvr-base-model-barrier)")
     ap.add_argument("--peer-python", default=os.environ.get("LPG_PEER_PYTHON", "python3"),
                     help="interpreter with the authors' requirements (torch); default $LPG_PEER_PYTHON or python3")
@@ -429,7 +436,7 @@ def main(argv=None) -> dict:
                 # Large sweeps take fewer steps per call (at least 2) to keep the run short.
                 n_steps = steps if args.steps else max(2, steps // max(1, s // 8))
                 r = measure(wl, s, steps=n_steps, reps=reps, budget_s=6.0 if quick else 20.0, limits=limits, peer=peer,
-                            peer_steps=args.peer_steps)
+                            peer_steps=args.peer_steps, seed_mode=args.seed_mode)
                 rows.append(r)
                 print_row(r)
         if names is None or names & {"fig1_compile", "fig1_run"}:
@@ -454,6 +461,7 @@ def main(argv=None) -> dict:
         "jax_version": jax.__version__,
         "cores": os.cpu_count(),
         "mode": "quick" if quick else "full",
+        "seed_mode": args.seed_mode,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "limits": limits,

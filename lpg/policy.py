@@ -46,7 +46,16 @@ def log_probs_table(fmap: FeatureMap, w, x, y) -> jax.Array:
 
 
 def token_log_probs(fmap: FeatureMap, w, x, y, length=None) -> jax.Array:
-    """``log p_w(y_i | x, y_<i)`` for ``i = 1..N`` (shape ``(N,)``); 0 at padding."""
+    """``log p_w(y_i | x, y_<i)`` for ``i = 1..N`` (shape ``(N,)``); 0 at padding.
+    The bigram map takes :func:`lpg.kernels.bigram_token_log_probs` (one softmax row per
+    previous token instead of one per position); others the reference below."""
+    if kernels.fast_bigram(fmap, y.shape[0]):
+        return kernels.bigram_token_log_probs(w, x, y, length)
+    return token_log_probs_reference(fmap, w, x, y, length)
+
+
+def token_log_probs_reference(fmap: FeatureMap, w, x, y, length=None) -> jax.Array:
+    """Plain JAX path of :func:`token_log_probs`, for any feature map."""
     table = log_probs_table(fmap, w, x, y)
     lp = jnp.take_along_axis(table, y[:, None].astype(jnp.int32), axis=-1)[:, 0]
     return jnp.where(position_mask(y.shape[0], length), lp, 0.0)

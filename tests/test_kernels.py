@@ -136,7 +136,7 @@ def test_token_log_probs_kernel_matches_the_reference(rng):
     fmap, w = lpg.Bigram(d, k), _weights(rng, d, k, 3.0)
     xs = _contexts(rng, 8, d)
     ys = jnp.asarray(rng.integers(0, k, (8, N)), jnp.int32)
-    ref = jax.jit(jax.vmap(lambda x, y: policy.token_log_probs(fmap, w, x, y, 9)))(xs, ys)
+    ref = jax.jit(jax.vmap(lambda x, y: policy.token_log_probs_reference(fmap, w, x, y, 9)))(xs, ys)
     fast = jax.jit(jax.vmap(lambda x, y: kernels.bigram_token_log_probs(w, x, y, 9)))(xs, ys)
     np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
     assert np.all(np.asarray(fast)[:, 9:] == 0.0)

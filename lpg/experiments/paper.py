@@ -154,7 +154,7 @@ def write_report(out_dir: Path, results: dict) -> Path:
     table, error}``; figures are linked relative to ``out_dir``."""
     out_dir = Path(out_dir)
     rows = [row for name, res in results.items() if res.get("summary") for row in slope_rows(name, res["summary"])]
-    rows.sort(key=lambda r: (r["claim"], r["experiment"], r["quantity"]))
+    rows.sort(key=lambda r: (r["claim"], r["experiment"]))  # stable: each experiment's own order
     env = {}
     if (out_dir / "env.json").is_file():
         env = json.loads((out_dir / "env.json").read_text())
