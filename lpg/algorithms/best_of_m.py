@@ -7,14 +7,15 @@ whole responses from ``½q0 + ½Unif(Y^N)`` until one is accepted; update
 The paper's choice is ``m = min(⌈1/Q_{q0}(ε)⌉, k^N)``; ``log m`` is traced
 (:class:`~lpg.algorithms.common.Hyper`), so ``m = 32^128`` is fine.
 
-Algorithm 2 (reconstructed), per context: walk the positions; at a correct prefix
-``y*_<i`` sample a token from ``p_w(·|x, y*_<i)`` and query the PRM on the extended
-prefix; if rejected, draw up to ``m`` candidate tokens from
-``½q0(·|x, y*_<i) + ½Unif(Y)``, querying each, and accept the first correct one; if
-none verifies the response is truncated at ``L = i − 1``. Then
-``w += η_t Σ_{i≤L} ∇ log p_w(y*_i|x, y*_<i)`` (the 0/1 process-reward gradient).
-The on-policy try mirrors Algorithm 1 and lets the cost fall to ``N`` queries per
-iteration once the policy is right.
+Algorithm 2 (reconstructed to mirror Algorithm 1), per context: sample ``y ~ p_w`` and
+query the PRM once on the complete response; if it verifies, update on it. Otherwise
+walk the positions: at a correct prefix ``y*_<i`` draw up to ``m`` candidate tokens from
+``½q0(·|x, y*_<i) + ½Unif(Y)``, querying the PRM on each extended prefix, and accept the
+first correct one; if none verifies, the response is truncated at ``L = i − 1``. Then
+``w += η_t Σ_{i≤L} ∇ log p_w(y*_i|x, y*_<i)`` (the 0/1 process-reward gradient). An
+iteration whose on-policy sample is right costs one query and a walk at most
+``N·m``, which is the shape of C9's bound ``Õ(N·min(1/Q^TL_{q0}(ε), k)/γ² + 1/(γ²ε))``;
+``m = min(⌈1/Q^TL_{q0}(ε)⌉, k)``.
 
 Both have an exact ``event`` path (PAPER.md §6: Bernoulli and truncated-geometric draws
 with teacher-forced probabilities, counts in log space) and a ``sample`` path that
@@ -113,25 +114,23 @@ class TokenBestOfM(_BestOfMBase):
     def _event_one(self, w, key, problem, x, y, hyper):
         N, length, fmap = problem.N, problem.length, problem.fmap
         k0, k1 = jax.random.split(key)
-        on_policy = bernoulli_log(k0, token_log_probs(fmap, w, x, y))
+        on_policy = bernoulli_log(k0, log_prob(fmap, w, x, y, length))
         tq0 = token_log_probs(fmap, problem.base_weights(), x, y)
         log_rho = common.mixture_log_prob(tq0, jnp.log(float(fmap.k)))
         found, log_draws = log_truncated_geometric(k1, log_rho, hyper.log_m)
-        ok = on_policy | found
-        return self._finish(ok, on_policy, log_draws, N, length)
+        return self._finish(on_policy, found, log_draws, N, length)
 
     def _sample_one(self, w, key, problem, x, y, hyper):
         N, length, fmap = problem.N, problem.length, problem.fmap
+        k0, k1 = jax.random.split(key)
+        on_policy = outcome_reward(common.behaviour_sample("on_policy", problem, w, x, k0), y, length) > 0
         w0 = problem.base_weights()
-        code, code0 = fmap.encode(w, x), fmap.encode(w0, x)
+        code0 = fmap.encode(w0, x)
         prevs = jnp.concatenate([jnp.full((1,), START, jnp.int32), y[:-1]])
         m = draw_cap(hyper.log_m)
 
         def position(k, prev, target):
-            k0, k1 = jax.random.split(k)
-            u0 = jax.random.uniform(k0)
-            hit = sample_from_logits(fmap.step_logits(w, code, prev), u0) == target
-            logits0 = jax.nn.log_softmax(fmap.step_logits(w0, code0, prev))
+            logits0 = fmap.step_logits(w0, code0, prev)
 
             def mixture_hit(kk):
                 ka, kb, kc = jax.random.split(kk, 3)
@@ -139,20 +138,21 @@ class TokenBestOfM(_BestOfMBase):
                 unif = jax.random.randint(kb, (), 0, fmap.k)
                 return jnp.where(jax.random.bernoulli(kc), unif, from_q0) == target
 
-            found, draws = _draws_until(k1, jnp.where(hit, 0.0, m), mixture_hit)
-            return hit, found, draws
+            return _draws_until(k, m, mixture_hit)
 
-        hit, found, draws = jax.vmap(position)(jax.random.split(key, N), prevs, y)
-        # draws are only "spent" at walked positions, which _finish selects.
-        return self._finish(hit | found, hit, jnp.log(draws), N, length)
+        # Every position is simulated; _finish keeps only the walked ones.
+        found, draws = jax.vmap(position)(jax.random.split(k1, N), prevs, y)
+        return self._finish(on_policy, found, jnp.log(draws), N, length)
 
     @staticmethod
-    def _finish(ok, on_policy, log_draws, N, length):
-        """From per-position outcomes to (update coefficients, log queries, success)."""
+    def _finish(on_policy, found, log_draws, N, length):
+        """From the on-policy verdict and the per-position walk to
+        (update coefficients, log queries, success)."""
         mask = position_mask(N, length)
-        L = jnp.sum(jnp.cumprod(ok | ~mask) & mask)
-        walked = jnp.arange(N) < jnp.minimum(L + 1, length)
-        per_pos = jnp.where(on_policy, 0.0, jnp.logaddexp(0.0, log_draws))
-        log_q = jax.nn.logsumexp(jnp.where(walked, per_pos, -jnp.inf))
+        L_walk = jnp.sum(jnp.cumprod(found | ~mask) & mask)
+        L = jnp.where(on_policy, length, L_walk)
+        walked = jnp.arange(N) < jnp.minimum(L_walk + 1, length)
+        log_walk = jax.nn.logsumexp(jnp.where(walked, log_draws, -jnp.inf))
+        log_q = jnp.where(on_policy, 0.0, jnp.logaddexp(0.0, log_walk))
         coef = (jnp.arange(N) < L).astype(jnp.float32)
         return coef, log_q, L == length
