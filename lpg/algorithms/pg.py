@@ -161,7 +161,7 @@ class PolicyGradient(eqx.Module):
     def _sample(self, w, key, problem, xs, ys, hyper):
         B, G, N = self.batch_size, self.group_size, problem.N
         length = problem.length
-        keys = jax.random.split(key, B * G).reshape(B, G, -1)
+        keys = jax.random.split(key, B * G).reshape((B, G) + key.shape)
         draw = lambda x, kk: jax.vmap(lambda k1: common.behaviour_sample(self.behaviour, problem, w, x, k1))(kk)  # noqa: E731
         y = jax.vmap(draw)(xs, keys)  # (B, G, N)
         per = lambda f: jax.vmap(lambda yb, ysb: jax.vmap(lambda yy: f(yy, ysb))(yb))(y, ys)  # noqa: E731

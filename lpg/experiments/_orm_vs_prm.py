@@ -180,6 +180,8 @@ def summary_of(arrays: dict, config: dict) -> dict:
         test_error[name] = summarise(arrays[f"{name}_test_error"][:, -1])
         queries[name] = summarise(arrays[f"{name}_log_queries"][:, -1] / LN10)
     has = n_off > 0
+    orm_low = has & (final["orm"] < -6.0)
+    prm_up = has & (final["prm"] - base >= 2.0)
     return {
         "threshold": config["off_support_threshold"],
         "off_support": off,
@@ -187,12 +189,19 @@ def summary_of(arrays: dict, config: dict) -> dict:
         "queries": queries,
         "n_off_support": {**summarise(n_off), "per_seed": n_off.tolist(), "min": int(n_off.min())},
         "barrier": {
-            "orm_below_1e-6_every_seed": bool(has.all() and np.all(final["orm"][has] < -6.0)),
-            "prm_gain_at_least_100x_every_seed": bool(has.all() and np.all(final["prm"][has] - base[has] >= 2.0)),
+            # Across seeds: the bootstrap interval of the mean (log10) clears the bar.
+            "orm_below_1e-6": bool(off["orm"]["n"] > 0 and off["orm"]["ci95"][1] < -6.0),
+            "prm_gain_at_least_100x": bool(off["prm_gain"]["n"] > 0 and off["prm_gain"]["ci95"][0] >= 2.0),
+            # Seed by seed (a seed without off-support centres counts as a failure).
+            "orm_below_1e-6_seeds": int(orm_low.sum()),
+            "prm_gain_at_least_100x_seeds": int(prm_up.sum()),
+            "seeds": int(n_off.size),
         },
         "units": {
             "off_support": "log10 of the mean likelihood q(y*|x) of the off-support centres; "
                            "*_gain: log10 of the ratio to the base model",
+            "barrier": "orm_below_1e-6 / prm_gain_at_least_100x: the bootstrap 95% interval of the mean over "
+                       "seeds (log10) lies below 1e-6 / above 100x; *_seeds: how many seeds pass on their own",
             "queries": "log10 of the total number of reward queries of a run",
             "test_error": "err(w) = E_x[1 - p_w(y*|x)] on the test set, at the end of training",
         },
@@ -224,15 +233,17 @@ def table(summary: dict) -> str:
                      _interval(q[name], _pow10)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    threshold = format(summary["threshold"], "g") if "threshold" in summary else "the threshold"
     gain = summary["off_support"]["prm_gain"]
     bar = summary["barrier"]
     lines += [
         f"mean over {off['orm']['n']} seeds [bootstrap 95% interval]; off-support likelihood: the mean likelihood "
         f"of the {n['min']}-{max(n['per_seed'])} centres per seed with base likelihood < "
-        f"{summary['threshold']:g}, averaged over seeds in log10",
+        f"{threshold}, averaged over seeds in log10",
         f"PRM / base on the off-support centres: {_interval(gain, lambda v: f'{10 ** v:.3g}x')}",
-        f"barrier: ORM < 1e-6 in every seed: {'yes' if bar['orm_below_1e-6_every_seed'] else 'NO'}; "
-        f"PRM >= 100x base in every seed: {'yes' if bar['prm_gain_at_least_100x_every_seed'] else 'NO'}",
+        f"barrier across seeds (95% interval clears the bar): ORM < 1e-6: {'yes' if bar['orm_below_1e-6'] else 'NO'} "
+        f"({bar['orm_below_1e-6_seeds']}/{bar['seeds']} seeds); PRM >= 100x base: "
+        f"{'yes' if bar['prm_gain_at_least_100x'] else 'NO'} ({bar['prm_gain_at_least_100x_seeds']}/{bar['seeds']} seeds)",
     ]
     return "\n".join(lines)
 

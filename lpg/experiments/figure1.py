@@ -15,6 +15,6 @@ from lpg.experiments._orm_vs_prm import PAPER_DEFAULTS, OrmVsPrm
 @register
 class Figure1(OrmVsPrm):
     name = "figure1"
-    description = "Paper Figure 1: ORM vs PRM post-training beyond the base model's support (N=128, k=32; slow on CPU)"
+    description = "Paper Figure 1: ORM vs PRM post-training beyond the base model's support (N=128, k=32; minutes on CPU)"
     defaults = dict(PAPER_DEFAULTS)
     default_seeds = 2
