@@ -299,3 +299,12 @@ def test_padding_equals_shorter_task():
             _assert_trees_close(st_p.w, st_s.w)
             np.testing.assert_allclose(m_p.log_queries, m_s.log_queries, rtol=1e-6)
             np.testing.assert_array_equal(m_p.success, m_s.success)
+
+
+def test_typed_and_raw_keys_give_the_same_run():
+    # The sampled path splits keys into a (B, G) grid; typed keys have shape ().
+    task = lpg.make_teacher(jax.random.PRNGKey(0), d=4, k=3, N=4)
+    problem = lpg.make_problem(task, key=jax.random.PRNGKey(1), n_test=8)
+    alg = lpg.PolicyGradient("outcome", signed=True, batch_size=2, group_size=2, baseline="rloo")
+    run = lambda key: lpg.train(alg, problem, lpg.hyper(), key, steps=2, log_every=1).curves.test_error  # noqa: E731
+    np.testing.assert_array_equal(run(jax.random.key(3)), run(jax.random.PRNGKey(3)))
