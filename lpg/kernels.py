@@ -198,3 +198,17 @@ def bigram_token_log_probs(w: BigramParams, x, y, length=None) -> jax.Array:
     prev1 = jnp.concatenate([jnp.zeros((1,), jnp.int32), y[:-1] + 1])
     lp = logits[prev1, y] - log_z[prev1]
     return jnp.where(jnp.arange(N) < (N if length is None else length), lp, 0.0)
+
+
+def bigram_token_grad_sq_norms(w: BigramParams, x, y, length=None) -> jax.Array:
+    """``‖∇_w log p_w(y_i | x, y_<i)‖²`` (``(N,)``, 0 at padding) in closed form: the
+    gradient is ``x ⊗ (e_{y_i} − p_i)`` on ``W1`` and ``e_{y_i} − p_i`` on the row
+    ``W2[y_{i−1}]`` (none at ``i = 1``), so its squared norm is
+    ``(‖x‖² + [i > 1])·(1 − 2 p_i(y_i) + ‖p_i‖²)``, from the ``(k + 1)``-row table."""
+    N = y.shape[0]
+    P = jax.nn.softmax((x @ w.W1)[None, :] + _prev_rows(w.W2), axis=-1)  # (k + 1, k)
+    y = y.astype(jnp.int32)
+    prev1 = jnp.concatenate([jnp.zeros((1,), jnp.int32), y[:-1] + 1])
+    residual = 1.0 - 2.0 * P[prev1, y] + jnp.sum(P * P, axis=-1)[prev1]
+    sq = (jnp.sum(x * x) + (prev1 > 0)) * residual
+    return jnp.where(jnp.arange(N) < (N if length is None else length), sq, 0.0)

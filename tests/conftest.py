@@ -89,7 +89,7 @@ def np_bigram_grad(W1, W2, x, y, coef):
 
 
 def flat(w) -> np.ndarray:
-    """A weight pytree (or a batch of them, leading axis kept) as float64 NumPy."""
+    """A weight pytree as one flat float64 NumPy vector."""
     leaves = jax.tree_util.tree_leaves(w)
     return np.concatenate([np.asarray(a, np.float64).reshape(-1) for a in leaves])
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from lpg.analysis import censored_median, fit_slope, hitting_time, theory_curve
+from lpg.analysis import affine_fit, censored_median, fit_slope, hitting_time, theory_curve
 
 
 def km_median_reference(times, censored):
@@ -155,3 +155,22 @@ def test_theory_curve_fits_the_constant_only():
     # NaN medians are ignored; all-NaN gives NaN
     assert np.isfinite(theory_curve(x, np.array([np.nan, 0.3, 0.03]), -1.0)).all()
     assert np.isnan(theory_curve(x, np.full(3, np.nan), -1.0)).all()
+
+
+def test_affine_fit_recovers_intercept_and_slope_with_censoring():
+    # times = a + b·x times a log-normal factor of median 1; a quarter of the runs at the
+    # largest x are censored above the median (Kaplan–Meier keeps the median exact).
+    rng = np.random.default_rng(4)
+    a, b = 500.0, 40.0
+    xs = np.array([1, 2, 4, 8, 16, 32, 64, 128], float)
+    x = np.repeat(xs, 64)
+    t = (a + b * x) * np.exp(0.1 * rng.standard_normal(x.size))
+    cens = (x == 128) & (t > (a + b * 128) * 1.1)
+    t = np.where(cens, (a + b * 128) * 1.1, t)
+    fit = affine_fit(x, t, cens, n_boot=300)
+    assert fit["per_x_ci"][0] < b < fit["per_x_ci"][1]
+    assert fit["intercept_ci"][0] < a < fit["intercept_ci"][1]
+    assert abs(fit["per_x"] - b) / b < 0.05
+    # a wrong model is not within the interval: doubling the slope moves it out
+    fit2 = affine_fit(x, t * (1 + x / 128), cens, n_boot=300)
+    assert not fit2["per_x_ci"][0] < b < fit2["per_x_ci"][1]

@@ -81,6 +81,9 @@ CASES = {
     "grpo group": (lambda: lpg.PolicyGradient(baseline="grpo"), "group_size", "1"),
     "best-of-m batch": (lambda: lpg.BestOfM(batch_size=0), "batch_size", "0"),
     "token best-of-m batch": (lambda: lpg.TokenBestOfM(batch_size=-3), "batch_size", "-3"),
+    "token best-of-m step unit": (lambda: lpg.TokenBestOfM(step_unit="position"), "step_unit", "'position'"),
+    "token step needs adaptive": (lambda: lpg.TokenBestOfM(optimizer="adagrad", step_unit="token"), "step_unit",
+                                  "'token'"),
     "sgd batch": (lambda: lpg.SGD(batch_size=0), "batch_size", "0"),
     "pretrain steps": (lambda: lpg.pretrain(lpg.make_problem(_TEACHER, key=KEY, n_test=2), KEY, steps=0), "steps", "0"),
     # wrong array shapes

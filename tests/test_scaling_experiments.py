@@ -55,6 +55,8 @@ def test_m_of_the_uniform_and_planted_bases():
     assert float(log_tl) == pytest.approx(-math.log(k), rel=1e-6)  # Q^TL = 1/k
     assert float(sc.orm_log_m(log_q, N, k)) == pytest.approx(N * math.log(k), rel=1e-6)  # m = k^N
     assert float(sc.prm_log_m(log_tl, k)) == pytest.approx(math.log(k), rel=1e-6)  # m = k
+    # with the walk's log factor: m = k·⌈ln(N/δ)⌉ = 4·⌈ln 60⌉ = 20
+    assert float(sc.prm_log_m(log_tl, k, N, 0.1)) == pytest.approx(math.log(20), rel=1e-6)
     alpha = 1e-3
     w0 = lpg.tasks.planted_alpha_base(task, alpha)
     prob = sc.planted_problem(task, key=jax.random.PRNGKey(1), base=w0)
@@ -110,10 +112,12 @@ def test_scaling_n_tiny(tmp_path):
     assert set(summary["slopes"]) == {f"{a}_{b}_k4" for a in ("orm", "prm") for b in ("uniform", "pretrained")}
     assert arrays["hit"].shape == (2 * 3 * 2 * 2,)
     uni = (arrays["base"] == 0)
-    # m of the uniform base: k^N for Alg. 1, k for Alg. 2 (in log space)
+    # m of the uniform base: k^N for Alg. 1, k·⌈ln(N/δ)⌉ per position for Alg. 2 (in log space)
     orm = uni & (arrays["alg"] == 0)
     np.testing.assert_allclose(arrays["log_m"][orm], arrays["N"][orm] * math.log(4), rtol=1e-5)
-    np.testing.assert_allclose(arrays["log_m"][uni & (arrays["alg"] == 1)], math.log(4), rtol=1e-5)
+    prm = uni & (arrays["alg"] == 1)
+    want = np.log(4 * np.ceil(np.log(arrays["N"][prm] / 0.1)))
+    np.testing.assert_allclose(arrays["log_m"][prm], want, rtol=1e-5)
     assert summary["slopes"]["orm_uniform_k4"]["claim"] == "C5"
     assert summary["slopes"]["prm_uniform_k4"]["claim"] == "C9"
 

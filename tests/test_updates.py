@@ -21,6 +21,7 @@ from conftest import (
     all_responses,
     assert_mean_matches,
     flat,
+    flat_batch,
     np_bigram_grad,
     np_bigram_log_prob,
     xla_optimisations,
@@ -195,6 +196,24 @@ def test_sgd_update_is_the_log_likelihood_gradient(setup):
         h = lpg.hyper(lr=1.0)
         w1 = jax.jit(lambda k: alg.step(alg.init(_w0(s), h), k, s["problem"], h)[0].w)(jax.random.PRNGKey(0))
         np.testing.assert_allclose(flat(w1) - flat(_w0(s)), scale * g, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["event", "sample"])
+def test_algorithm2_takes_one_adaptive_step_per_verified_token(setup, path):
+    # With m so large that every position's walk verifies (ρ ≥ 1/(2k) per draw), the
+    # prefix is the whole of y*, and the update is deterministic:
+    # token steps Σ_i g_i/(4 + 2‖g_i‖²); a response step G/(4 + 2‖G‖²), G = Σ_i g_i.
+    s = setup
+    gs = [_grad(s, s["y_star"], np.eye(N)[i]) for i in range(N)]
+    G = sum(gs)
+    want = {"token": sum(g / (4 + 2 * g @ g) for g in gs), "response": G / (4 + 2 * G @ G)}
+    h = lpg.hyper(lr=1.0, m=10**4)
+    for unit, delta in want.items():
+        alg = lpg.TokenBestOfM(path=path, step_unit=unit)
+        run = jax.jit(jax.vmap(lambda k: alg.step(alg.init(_w0(s), h), k, s["problem"], h)[0].w))
+        w1 = run(jax.random.split(jax.random.PRNGKey(3), 4))
+        np.testing.assert_allclose(flat_batch(w1) - flat(_w0(s))[None], np.broadcast_to(delta, (4, delta.size)),
+                                   rtol=1e-4, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------

@@ -12,10 +12,13 @@ query the PRM once on the complete response; if it verifies, update on it. Other
 walk the positions: at a correct prefix ``y*_<i`` draw up to ``m`` candidate tokens from
 ``½q0(·|x, y*_<i) + ½Unif(Y)``, querying the PRM on each extended prefix, and accept the
 first correct one; if none verifies, the response is truncated at ``L = i − 1``. Then
-``w += η_t Σ_{i≤L} ∇ log p_w(y*_i|x, y*_<i)`` (the 0/1 process-reward gradient). An
-iteration whose on-policy sample is right costs one query and a walk at most
-``N·m``, which is the shape of C9's bound ``Õ(N·min(1/Q^TL_{q0}(ε), k)/γ² + 1/(γ²ε))``;
-``m = min(⌈1/Q^TL_{q0}(ε)⌉, k)``.
+``w += Σ_{i≤L} η_{t,i} ∇ log p_w(y*_i|x, y*_<i)`` (the 0/1 process-reward gradient), one
+adaptive step ``η_{t,i} = 1/(4 + 2‖∇ log p_w(y*_i|·)‖²)`` per verified token
+(``step_unit="token"``; ``"response"`` takes one step on the sum). An iteration whose
+on-policy sample is right costs one query, one that is wrong a walk of at most ``N·m``,
+which is the shape of C9's bound ``Õ(N·min(1/Q^TL_{q0}(ε), k)/γ² + 1/(γ²ε))``. The
+paper's ``m = min(⌈1/Q^TL_{q0}(ε)⌉, k)`` per position; the ``Õ`` hides the factor
+``ln(N/δ)`` that lets a walk reach the end of the response (see ``scaling-n``).
 
 Both have an exact ``event`` path (PAPER.md §6: Bernoulli and truncated-geometric draws
 with teacher-forced probabilities, counts in log space) and a ``sample`` path that
@@ -32,10 +35,11 @@ from lpg import _checks
 from lpg.algorithms import common
 from lpg.algorithms.common import OPTIMIZERS, Problem, StepMetrics
 from lpg.features import START
-from lpg.policy import log_prob, position_mask, sample_from_logits, token_log_probs
+from lpg.policy import log_prob, position_mask, sample_from_logits, token_grad_sq_norms, token_log_probs
 from lpg.rewards import bernoulli_log, draw_cap, log_truncated_geometric, outcome_reward
 
 PATHS = ("event", "sample")
+STEP_UNITS = ("token", "response")
 
 
 class _BestOfMBase(eqx.Module):
@@ -48,8 +52,18 @@ class _BestOfMBase(eqx.Module):
         self.optimizer = _checks.one_of("optimizer", optimizer, OPTIMIZERS)
         self.path = _checks.one_of("path", path, PATHS)
 
+    @property
+    def _ascent(self) -> str:
+        """The optax optimiser that follows the update direction."""
+        return self.optimizer
+
+    def _step_sizes(self, w, problem, xs, ys, coef):
+        """Coefficients of the update direction (identity: one step per response)."""
+        del w, problem, xs, ys
+        return coef
+
     def init(self, w0, hyper):
-        return common.init_state(w0, self.optimizer, hyper)
+        return common.init_state(w0, self._ascent, hyper)
 
     def step(self, state, key, problem: Problem, hyper):
         k_ctx, k_run = jax.random.split(key)
@@ -57,9 +71,10 @@ class _BestOfMBase(eqx.Module):
         keys = jax.random.split(k_run, self.batch_size)
         one = self._event_one if self.path == "event" else self._sample_one
         coef, log_q, success = jax.vmap(lambda x, y, k: one(state.w, k, problem, x, y, hyper))(xs, ys, keys)
+        coef = self._step_sizes(state.w, problem, xs, ys, coef)
         g = common.weighted_grad(problem.fmap, state.w, xs, ys, coef / self.batch_size, problem.length)
         total_q = jax.nn.logsumexp(log_q)
-        new = common.apply_ascent(state, g, self.optimizer, total_q)
+        new = common.apply_ascent(state, g, self._ascent, total_q)
         nan = jnp.asarray(jnp.nan, jnp.float32)
         return new, StepMetrics(total_q, common.tree_norm(g), jnp.mean(success), nan)
 
@@ -109,7 +124,40 @@ class BestOfM(_BestOfMBase):
 
 
 class TokenBestOfM(_BestOfMBase):
-    """Algorithm 2: PRM with token-level best-of-m fallback to ``½q0(·|x, y*_<i) + ½Unif(Y)``."""
+    """Algorithm 2: PRM with token-level best-of-m fallback to ``½q0(·|x, y*_<i) + ½Unif(Y)``.
+
+    ``step_unit`` (with ``optimizer="adaptive"``): ``"token"`` (default) takes the
+    paper's adaptive step ``η = 1/(4 + 2‖g‖²)`` once per verified token, ``g`` the
+    gradient of that token's log-likelihood — the process reward's unit, so a verified
+    prefix of length ``L`` is ``L`` token-level SGD steps; ``"response"`` takes one step
+    on the sum over the prefix, as Algorithm 1 does on a whole response. On tasks whose
+    positions share weights the summed gradient's norm grows like ``L``, so the
+    response-level step shrinks like ``1/L`` and the number of failed iterations grows
+    with ``N`` (measured in ``scaling-n``); the token-level step keeps the iteration count
+    flat in ``N``, the shape of C9's ``1/(γ²ε)`` term."""
+
+    step_unit: str = eqx.field(static=True)
+
+    def __init__(self, *, batch_size: int = 1, optimizer: str = "adaptive", path: str = "event",
+                 step_unit: str | None = None):
+        super().__init__(batch_size=batch_size, optimizer=optimizer, path=path)
+        if step_unit is None:
+            step_unit = "token" if self.optimizer == "adaptive" else "response"
+        self.step_unit = _checks.one_of("step_unit", step_unit, STEP_UNITS)
+        if self.step_unit == "token" and self.optimizer != "adaptive":
+            raise ValueError(f"step_unit must be 'response' with optimizer={self.optimizer!r} (a per-token step "
+                             f"is the adaptive step's), got step_unit='token'")
+
+    @property
+    def _ascent(self) -> str:
+        # per-token adaptive sizes are folded into the coefficients; the ascent is then plain
+        return "constant" if self.step_unit == "token" else self.optimizer
+
+    def _step_sizes(self, w, problem, xs, ys, coef):
+        if self.step_unit != "token":
+            return coef
+        sq = jax.vmap(lambda x, y: token_grad_sq_norms(problem.fmap, w, x, y, problem.length))(xs, ys)
+        return coef / (4.0 + 2.0 * sq)
 
     def _event_one(self, w, key, problem, x, y, hyper):
         N, length, fmap = problem.N, problem.length, problem.fmap

@@ -79,9 +79,19 @@ def orm_log_m(log_q, length, k: int):
     return jnp.minimum(log_ceil(-log_q), length * math.log(k))
 
 
-def prm_log_m(log_q_tl, k: int):
-    """Algorithm 2's ``log m`` with ``m = min(⌈1/Q^TL_{q0}(ε)⌉, k)`` (PAPER.md §4, C9)."""
-    return jnp.minimum(log_ceil(-log_q_tl), math.log(k))
+def prm_log_m(log_q_tl, k: int, length=None, delta: float | None = None):
+    """Algorithm 2's ``log m``: ``m = min(⌈1/Q^TL_{q0}(ε)⌉, k)`` draws per position
+    (PAPER.md §4, C9), times ``⌈ln(N/δ)⌉`` when ``delta`` is given.
+
+    The log factor is the one C9's ``Õ`` hides: a position whose candidates verify with
+    probability ``ρ ≥ 1/m₀`` is passed within ``m₀·ln(N/δ)`` draws except with
+    probability ``δ/N``, so a walk reaches the end of the response with probability
+    ``≥ 1 − δ``. With ``m = m₀`` alone, a walk from the uniform base is truncated after
+    ``1/(1 − 1/e) ≈ 1.6`` positions on average, whatever ``N``."""
+    log_m = jnp.minimum(log_ceil(-log_q_tl), math.log(k))
+    if delta is None:
+        return log_m
+    return log_m + log_ceil(jnp.log(jnp.log(jnp.asarray(length, jnp.float32) / delta)))
 
 
 def hyper_with(log_m, lr: float = 1.0) -> lpg.Hyper:
