@@ -129,7 +129,7 @@ class PolicyGradient(eqx.Module):
 
     def _event(self, w, key, problem, xs, ys, hyper):
         B, G, N = self.batch_size, self.group_size, problem.N
-        fmap, length = problem.fmap, problem.length
+        length = problem.length
         if self.reward == "outcome":
             log_q = jax.vmap(lambda x, y: common.behaviour_log_prob(self.behaviour, problem, w, x, y))(xs, ys)
             succ = jnp.log(jax.random.uniform(key, (B, G))) < log_q[:, None]

@@ -5,15 +5,21 @@ discovered automatically (any module whose name does not start with ``_``).
 An experiment owns its defaults (every key ``--set`` may change, with the default's
 type), validates a resolved config before anything is compiled, runs a sweep over
 seeds, writes its results under ``out_dir``, draws its figures from what is on disk,
-and formats a short text table of its summary.
+and formats a short text table of its summary. Most experiments only define the hooks
+``compute`` (their sweeps, each through :meth:`Experiment.sweep_part`), ``summarise`` and
+``draw``; :meth:`Experiment.run` and :meth:`Experiment.plot` do the rest.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import time
 from pathlib import Path
 from typing import Any, ClassVar
+
+from lpg.results import read_results, write_results
+from lpg.sweep import sweep
 
 REGISTRY: dict[str, "Experiment"] = {}
 
@@ -23,6 +29,8 @@ class Experiment:
     description: ClassVar[str]
     defaults: ClassVar[dict[str, Any]]
     default_seeds: ClassVar[int] = 4
+    record_total: ClassVar[bool] = False
+    """Whether :meth:`run` adds the wall time of compute and summary as ``timing.total_s``."""
 
     def resolve(self, overrides: dict[str, str] | None = None) -> dict[str, Any]:
         """Defaults updated with ``--set key=value`` strings, each parsed to the default's
@@ -41,16 +49,52 @@ class Experiment:
         """Raise ``ValueError`` (parameter, value, what is allowed) for a bad config."""
 
     def run(self, config: dict[str, Any], *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
-        """Run, write results under ``out_dir`` and return the summary."""
+        """Run, write results under ``out_dir`` and return the summary: by default
+        :meth:`compute`, then :meth:`summarise`, with the timings under
+        ``summary["timing"]`` (plus ``total_s`` where :attr:`record_total`)."""
+        t0 = time.perf_counter()
+        out_dir = Path(out_dir)
+        arrays, timing = self.compute(config, seeds=seeds, out_dir=out_dir, resume=resume)
+        summary = self.summarise(arrays, config)
+        summary["timing"] = {**timing, "total_s": time.perf_counter() - t0} if self.record_total else timing
+        write_results(out_dir, config={"experiment": self.name, "seeds": int(seeds), **config}, arrays=arrays,
+                      summary=summary)
+        return summary
+
+    def compute(self, config: dict[str, Any], *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
+        """The experiment's sweeps: per-run arrays and their compile/run timings."""
+        raise NotImplementedError
+
+    def summarise(self, arrays: dict, config: dict[str, Any]) -> dict:
+        """``summary.json`` from the per-run arrays."""
         raise NotImplementedError
 
     def plot(self, out_dir: Path) -> list[Path]:
         """Draw the figures from the results saved in ``out_dir``; return their paths."""
+        config, arrays, summary = read_results(out_dir)
+        return self.draw(arrays, config, summary, Path(out_dir))
+
+    def draw(self, arrays: dict, config: dict[str, Any], summary: dict, out_dir: Path) -> list[Path]:
+        """The figures of saved results (called by :meth:`plot`)."""
         raise NotImplementedError
+
+    def sweep_part(self, fn, grid, config: dict[str, Any], *, seeds: int, out_dir: Path, resume: bool, part: str,
+                   desc: str | None = None, **facts):
+        """One of the experiment's sweeps, checkpointed under ``out_dir/checkpoint/part``
+        and resumable only with the same ``config`` and ``facts``."""
+        return sweep(fn, grid, seeds=seeds, chunk_size=config["chunk_size"] or None,
+                     out_dir=Path(out_dir) / "checkpoint" / part, resume=resume, desc=f"{self.name}:{desc or part}",
+                     fingerprint={"experiment": self.name, **facts, "config": config})
 
     def table(self, summary: dict) -> str:
         """A short text table of the summary, printed by ``lpg run``."""
         raise NotImplementedError
+
+    @staticmethod
+    def compute_line(summary: dict) -> str:
+        """Total compile + run seconds of the sweeps timed in ``summary["timing"]``."""
+        total = sum(v["compile_s"] + v["run_s"] for v in summary.get("timing", {}).values())
+        return f"compute {total:.1f}s (compile + run)"
 
 
 def parse_value(key: str, raw, default):

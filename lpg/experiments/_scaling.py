@@ -443,28 +443,16 @@ class FamilyExperiment:
     def validate(self, config: dict) -> None:
         family_validate(config, self.swept)
 
-    def run(self, config: dict, *, seeds: int, out_dir, resume: bool = False) -> dict:
-        import time
-        from pathlib import Path
+    record_total = True
 
-        from lpg.results import write_results
+    def compute(self, config: dict, *, seeds: int, out_dir, resume: bool) -> tuple[dict, dict]:
+        return family_sweep(config, self.swept, seeds=seeds, out_dir=out_dir, resume=resume, desc=self.name)
 
-        t0 = time.perf_counter()
-        out_dir = Path(out_dir)
-        arrays, timing = family_sweep(config, self.swept, seeds=seeds, out_dir=out_dir, resume=resume, desc=self.name)
-        summary = family_summary(arrays, config, self.swept, self.claims)
-        summary["timing"] = {**timing, "total_s": time.perf_counter() - t0}
-        write_results(out_dir, config={"experiment": self.name, "seeds": seeds, **config}, arrays=arrays,
-                      summary=summary)
-        return summary
+    def summarise(self, arrays: dict, config: dict) -> dict:
+        return family_summary(arrays, config, self.swept, self.claims)
 
-    def plot(self, out_dir) -> list:
-        from pathlib import Path
-
-        from lpg.results import read_results
-
-        config, arrays, summary = read_results(out_dir)
-        return family_figure(arrays, config, summary, Path(out_dir), self.swept, self.name.replace("-", "_"),
+    def draw(self, arrays: dict, config: dict, summary: dict, out_dir) -> list:
+        return family_figure(arrays, config, summary, out_dir, self.swept, self.name.replace("-", "_"),
                              self.figure_title)
 
     def table(self, summary: dict) -> str:

@@ -62,8 +62,6 @@ from lpg.experiments._scaling import (
 )
 from lpg.features import max_planted_contexts
 from lpg.hitting import error_at_most, run_until
-from lpg.results import read_results, write_results
-from lpg.sweep import sweep
 
 LN10 = math.log(10.0)
 VARIANTS: dict[str, dict] = {
@@ -301,31 +299,23 @@ class Baselines(Experiment):
     def validate(self, config: dict) -> None:
         validate(config)
 
-    def run(self, config: dict, *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
-        out_dir = Path(out_dir)
+    def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
         arrays, timing = {}, {}
         for v in config["variants"]:
-            result = sweep(
-                make_run(config, v), {"log10_alpha": [float(a) for a in config["log10_alphas"]]}, seeds=seeds,
-                chunk_size=config["chunk_size"] or None, out_dir=out_dir / "checkpoint" / v, resume=resume,
-                desc=f"{self.name}:{v}", fingerprint={"experiment": self.name, "variant": v, "config": config},
-            )
+            result = self.sweep_part(make_run(config, v), {"log10_alpha": [float(a) for a in config["log10_alphas"]]},
+                                     config, seeds=seeds, out_dir=out_dir, resume=resume, part=v, variant=v)
             for key, value in result.outputs.items():
                 arrays[f"{v}_{key}"] = value
             arrays[f"{v}_log10_alpha"] = result.settings["log10_alpha"]
             arrays[f"{v}_seed"] = result.seed
             timing[v] = {"compile_s": result.compile_s, "run_s": result.run_s}
-        summary = summary_of(arrays, config)
-        summary["timing"] = timing
-        write_results(out_dir, config={"experiment": self.name, "seeds": int(seeds), **config},
-                      arrays=arrays, summary=summary)
-        return summary
+        return arrays, timing
 
-    def plot(self, out_dir: Path) -> list[Path]:
-        config, arrays, summary = read_results(out_dir)
-        return figure(arrays, config, summary, Path(out_dir), self.name)
+    def summarise(self, arrays: dict, config: dict) -> dict:
+        return summary_of(arrays, config)
+
+    def draw(self, arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
+        return figure(arrays, config, summary, out_dir, self.name)
 
     def table(self, summary: dict) -> str:
-        t = summary.get("timing", {})
-        total = sum(v["compile_s"] + v["run_s"] for v in t.values())
-        return table(summary) + f"\ncompute {total:.1f}s (compile + run)"
+        return table(summary) + "\n" + self.compute_line(summary)

@@ -45,8 +45,6 @@ from lpg.analysis import censored_median, hitting_time
 from lpg.experiments import Experiment, register
 from lpg.experiments._scaling import fit_record, planted_problem, scaling_series, slopes_table, theory_overlay
 from lpg.features import max_planted_contexts
-from lpg.results import read_results, write_results
-from lpg.sweep import sweep
 from matplotlib.ticker import FuncFormatter
 
 LN10 = math.log(10.0)
@@ -381,32 +379,24 @@ class PretrainBarrier(Experiment):
     def validate(self, config: dict) -> None:
         validate(config)
 
-    def run(self, config: dict, *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
-        out_dir = Path(out_dir)
+    def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
         arrays, timing = {}, {}
         for g in config["gammas"]:
-            result = sweep(
-                make_run(config, g), {"eps": [float(e) for e in config["epss"]]}, seeds=seeds,
-                chunk_size=config["chunk_size"] or None, out_dir=out_dir / "checkpoint" / f"gamma{g:g}",
-                resume=resume, desc=f"{self.name}:gamma={g:g}",
-                fingerprint={"experiment": self.name, "gamma": g, "config": config},
-            )
+            result = self.sweep_part(make_run(config, g), {"eps": [float(e) for e in config["epss"]]}, config,
+                                     seeds=seeds, out_dir=out_dir, resume=resume, part=f"gamma{g:g}",
+                                     desc=f"gamma={g:g}", gamma=g)
             arrays[f"gamma{g:g}_track_log_lik"] = result.outputs["track_log_lik"]
             arrays[f"gamma{g:g}_weights"] = result.outputs["weights"]
             arrays[f"gamma{g:g}_eps"] = result.settings["eps"]
             arrays[f"gamma{g:g}_seed"] = result.seed
             timing[f"gamma{g:g}"] = {"compile_s": result.compile_s, "run_s": result.run_s}
-        summary = summary_of(arrays, config)
-        summary["timing"] = timing
-        write_results(out_dir, config={"experiment": self.name, "seeds": int(seeds), **config},
-                      arrays=arrays, summary=summary)
-        return summary
+        return arrays, timing
 
-    def plot(self, out_dir: Path) -> list[Path]:
-        config, arrays, summary = read_results(out_dir)
-        return figure(arrays, config, summary, Path(out_dir), self.name)
+    def summarise(self, arrays: dict, config: dict) -> dict:
+        return summary_of(arrays, config)
+
+    def draw(self, arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
+        return figure(arrays, config, summary, out_dir, self.name)
 
     def table(self, summary: dict) -> str:
-        t = summary.get("timing", {})
-        total = sum(v["compile_s"] + v["run_s"] for v in t.values())
-        return table(summary) + f"\ncompute {total:.1f}s (compile + run)"
+        return table(summary) + "\n" + self.compute_line(summary)

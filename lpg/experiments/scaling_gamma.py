@@ -24,7 +24,6 @@ CPU default: 6 values of ``γ`` × 16 seeds. GPU: ``--seeds 64 --set Ss=2,4,8,16
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import jax
@@ -36,7 +35,6 @@ from lpg import _checks, plotting
 from lpg.experiments import Experiment, register
 from lpg.experiments import _scaling as sc
 from lpg.hitting import likelihood_at_least, run_until
-from lpg.results import read_results, write_results
 from lpg.sweep import sweep
 
 
@@ -178,18 +176,16 @@ class ScalingGamma(Experiment):
     def validate(self, config: dict) -> None:
         validate(config)
 
-    def run(self, config: dict, *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
-        t0 = time.perf_counter()
-        arrays, timing = run_all(config, seeds=seeds, out_dir=out_dir, resume=resume)
-        summary = summary_of(arrays, config)
-        summary["timing"] = {**timing, "total_s": time.perf_counter() - t0}
-        write_results(out_dir, config={"experiment": self.name, "seeds": seeds, **config}, arrays=arrays,
-                      summary=summary)
-        return summary
+    record_total = True
 
-    def plot(self, out_dir: Path) -> list[Path]:
-        config, arrays, summary = read_results(out_dir)
-        return figure(arrays, config, summary, Path(out_dir))
+    def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
+        return run_all(config, seeds=seeds, out_dir=out_dir, resume=resume)
+
+    def summarise(self, arrays: dict, config: dict) -> dict:
+        return summary_of(arrays, config)
+
+    def draw(self, arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
+        return figure(arrays, config, summary, out_dir)
 
     def table(self, summary: dict) -> str:
         return "\n".join([sc.slopes_table(summary["slopes"]),

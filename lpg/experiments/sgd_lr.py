@@ -62,8 +62,6 @@ from lpg.experiments._scaling import (
     theory_overlay,
 )
 from lpg.features import max_planted_contexts
-from lpg.results import read_results, write_results
-from lpg.sweep import sweep
 from matplotlib.ticker import FuncFormatter
 
 RULES = ("adaptive", "constant", "constant_flat")
@@ -292,18 +290,14 @@ class SgdLr(Experiment):
     def validate(self, config: dict) -> None:
         validate(config)
 
-    def run(self, config: dict, *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
-        out_dir = Path(out_dir)
+    def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
         arrays, timing = {}, {}
         Ns = [int(n) for n in config["Ns"]]
         plan = {"adaptive": ("adaptive", {"N": Ns, "flat": [0]}),
                 "constant": ("constant", {"flat": [0, 1], "N": Ns})}
         for tag, (opt, grid) in plan.items():
-            result = sweep(
-                make_run(config, opt), grid, seeds=seeds, chunk_size=config["chunk_size"] or None,
-                out_dir=out_dir / "checkpoint" / tag, resume=resume, desc=f"{self.name}:{tag}",
-                fingerprint={"experiment": self.name, "optimizer": opt, "config": config},
-            )
+            result = self.sweep_part(make_run(config, opt), grid, config, seeds=seeds, out_dir=out_dir,
+                                     resume=resume, part=tag, optimizer=opt)
             flat = result.settings["flat"].astype(bool)
             for rule, sel in ((("adaptive", np.ones_like(flat)),) if tag == "adaptive"
                               else (("constant", ~flat), ("constant_flat", flat))):
@@ -312,17 +306,13 @@ class SgdLr(Experiment):
                 arrays[f"{rule}_seed"] = result.seed[sel]
             timing[tag] = {"compile_s": result.compile_s, "run_s": result.run_s}
         arrays["step"] = np.arange(0, config["steps"] + 1, config["log_every"], dtype=np.int64)
-        summary = summary_of(arrays, config)
-        summary["timing"] = timing
-        write_results(out_dir, config={"experiment": self.name, "seeds": int(seeds), **config},
-                      arrays=arrays, summary=summary)
-        return summary
+        return arrays, timing
 
-    def plot(self, out_dir: Path) -> list[Path]:
-        config, arrays, summary = read_results(out_dir)
-        return figure(arrays, config, summary, Path(out_dir), self.name)
+    def summarise(self, arrays: dict, config: dict) -> dict:
+        return summary_of(arrays, config)
+
+    def draw(self, arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
+        return figure(arrays, config, summary, out_dir, self.name)
 
     def table(self, summary: dict) -> str:
-        t = summary.get("timing", {})
-        total = sum(v["compile_s"] + v["run_s"] for v in t.values())
-        return table(summary) + f"\ncompute {total:.1f}s (compile + run)"
+        return table(summary) + "\n" + self.compute_line(summary)
