@@ -14,6 +14,8 @@ built once, in parallel, before the loop; the loop itself only gathers rows:
   with ``C``, ``Hy``, ``H`` weighted histograms (scatter-adds) and ``P`` the softmax;
   ``P`` factorises as ``exp(x W1)·exp(W2[j]) / Z``, so the sums are three ``B×k×k``
   matmuls — no ``(B, N, k)`` tensor, no autodiff scatter and no ``exp`` per token;
+* Algorithm 2's per-token adaptive steps: the same residuals ``e_{y_i} − p_i``, one
+  position at a time (the steps are sequential), as two small matmuls per position;
 * the teacher's ``y*`` (PAPER.md §1): the next correct token as a function of the
   previous one is an argmax table, after which the loop is a gather.
 
@@ -154,6 +156,33 @@ def bigram_weighted_grad(w: BigramParams, xs, ys, coef, length=None) -> BigramPa
     return BigramParams(gW1, H[1:] - per_prev[1:])
 
 
+def bigram_token_steps(w: BigramParams, xs, ys, coef) -> BigramParams:
+    """Algorithm 2's token steps (:func:`lpg.algorithms.best_of_m.token_steps`) in closed
+    form: at position ``i`` the gradient of ``log p(y_{b,i}|·)`` is ``x_b ⊗ r_b`` on ``W1``
+    and ``r_b`` on the row ``W2[y_{b,i−1}]`` (none at ``i = 1``), ``r_b = e_{y_{b,i}} − p_b``,
+    so ``‖g_b‖² = (‖x_b‖² + [i > 1])·‖r_b‖²`` and the batch mean of the steps is two
+    ``k``-column matmuls: no per-context gradient is stored."""
+    B, N = ys.shape
+    k = w.W2.shape[0]
+    dtype = w.W1.dtype
+    xs = xs.astype(dtype)
+    ys = ys.astype(jnp.int32)
+    prev1 = jnp.concatenate([jnp.zeros((B, 1), jnp.int32), ys[:, :-1] + 1], axis=1)  # prev + 1
+    x_sq = jnp.sum(xs * xs, axis=-1)
+    hi = jax.lax.Precision.HIGHEST
+
+    def position(w, inp):
+        prev1, y, c = inp
+        logits = jnp.matmul(xs, w.W1, precision=hi) + _prev_rows(w.W2)[prev1]
+        r = jax.nn.one_hot(y, k, dtype=dtype) - jax.nn.softmax(logits, axis=-1)
+        sq = (x_sq + (prev1 > 0)) * jnp.sum(r * r, axis=-1)
+        s = (c / ((4.0 + 2.0 * sq) * B))[:, None] * r
+        rows = jax.nn.one_hot(prev1 - 1, k, dtype=dtype)  # START (−1) adds to no row
+        return BigramParams(w.W1 + jnp.matmul(xs.T, s, precision=hi), w.W2 + jnp.matmul(rows.T, s, precision=hi)), None
+
+    return jax.lax.scan(position, w, (prev1.T, ys.T, jnp.asarray(coef, dtype).T))[0]
+
+
 def _table_argmax(base, rows) -> jax.Array:
     """``argmax_y (base[y] + rows[j, y])`` for every row ``j`` (first maximum on ties),
     int32 ``(rows.shape[0],)``. For small ``k`` an unrolled running maximum over ``y``
@@ -198,17 +227,3 @@ def bigram_token_log_probs(w: BigramParams, x, y, length=None) -> jax.Array:
     prev1 = jnp.concatenate([jnp.zeros((1,), jnp.int32), y[:-1] + 1])
     lp = logits[prev1, y] - log_z[prev1]
     return jnp.where(jnp.arange(N) < (N if length is None else length), lp, 0.0)
-
-
-def bigram_token_grad_sq_norms(w: BigramParams, x, y, length=None) -> jax.Array:
-    """``‖∇_w log p_w(y_i | x, y_<i)‖²`` (``(N,)``, 0 at padding) in closed form: the
-    gradient is ``x ⊗ (e_{y_i} − p_i)`` on ``W1`` and ``e_{y_i} − p_i`` on the row
-    ``W2[y_{i−1}]`` (none at ``i = 1``), so its squared norm is
-    ``(‖x‖² + [i > 1])·(1 − 2 p_i(y_i) + ‖p_i‖²)``, from the ``(k + 1)``-row table."""
-    N = y.shape[0]
-    P = jax.nn.softmax((x @ w.W1)[None, :] + _prev_rows(w.W2), axis=-1)  # (k + 1, k)
-    y = y.astype(jnp.int32)
-    prev1 = jnp.concatenate([jnp.zeros((1,), jnp.int32), y[:-1] + 1])
-    residual = 1.0 - 2.0 * P[prev1, y] + jnp.sum(P * P, axis=-1)[prev1]
-    sq = (jnp.sum(x * x) + (prev1 > 0)) * residual
-    return jnp.where(jnp.arange(N) < (N if length is None else length), sq, 0.0)

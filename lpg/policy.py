@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from lpg import _checks, kernels
-from lpg.features import START, Bigram, BigramParams, FeatureMap, PlantedShift
+from lpg.features import START, Bigram, BigramParams, FeatureMap
 
 
 def position_mask(n: int, length=None) -> jax.Array:
@@ -59,31 +59,6 @@ def token_log_probs_reference(fmap: FeatureMap, w, x, y, length=None) -> jax.Arr
     table = log_probs_table(fmap, w, x, y)
     lp = jnp.take_along_axis(table, y[:, None].astype(jnp.int32), axis=-1)[:, 0]
     return jnp.where(position_mask(y.shape[0], length), lp, 0.0)
-
-
-def token_grad_sq_norms(fmap: FeatureMap, w, x, y, length=None) -> jax.Array:
-    """``‖∇_w log p_w(y_i | x, y_<i)‖²`` for ``i = 1..N`` (shape ``(N,)``; 0 at padding):
-    the ``‖g‖²`` of a per-token adaptive step (Algorithm 2, :class:`lpg.TokenBestOfM`).
-    The bigram map takes :func:`lpg.kernels.bigram_token_grad_sq_norms`."""
-    if kernels.fast_bigram(fmap, y.shape[0]):
-        return kernels.bigram_token_grad_sq_norms(w, x, y, length)
-    if type(fmap) is PlantedShift:
-        # the k features of a position are orthogonal, each of norm scale·‖x‖
-        p = jnp.exp(log_probs_table(fmap, w, x, y))
-        p_y = jnp.take_along_axis(p, y[:, None].astype(jnp.int32), axis=-1)[:, 0]
-        sq = fmap.scale**2 * jnp.sum(x * x) * (1.0 - 2.0 * p_y + jnp.sum(p * p, axis=-1))
-        return jnp.where(position_mask(y.shape[0], length), sq, 0.0)
-    return token_grad_sq_norms_reference(fmap, w, x, y, length)
-
-
-def token_grad_sq_norms_reference(fmap: FeatureMap, w, x, y, length=None) -> jax.Array:
-    """Plain JAX path of :func:`token_grad_sq_norms` for any feature map: the gradient of
-    a token's log-likelihood is ``φ(y_i) − E_{p_i} φ`` (logits are linear in ``w``)."""
-    y = y.astype(jnp.int32)
-    p = jnp.exp(log_probs_table(fmap, w, x, y))  # (N, k)
-    phi = jax.vmap(lambda prev: fmap.features(x, prev))(previous_tokens(y))  # (N, k, D)
-    g = jnp.take_along_axis(phi, y[:, None, None], axis=1)[:, 0] - jnp.einsum("nk,nkd->nd", p, phi)
-    return jnp.where(position_mask(y.shape[0], length), jnp.sum(g * g, axis=-1), 0.0)
 
 
 def log_prob(fmap: FeatureMap, w, x, y, length=None) -> jax.Array:

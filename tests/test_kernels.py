@@ -142,35 +142,6 @@ def test_token_log_probs_kernel_matches_the_reference(rng):
     assert np.all(np.asarray(fast)[:, 9:] == 0.0)
 
 
-def test_token_grad_sq_norms_match_numpy_per_token_gradients(rng):
-    """Kernel and reference against ``‖∇ log p(y_i|…)‖²`` from the float64 NumPy
-    gradient of each token alone (one-hot coefficients), padding included."""
-    d, k, N, length = 4, 5, 11, 9
-    fmap, w = lpg.Bigram(d, k), _weights(rng, d, k, 2.0)
-    xs = _contexts(rng, 6, d)
-    ys = jnp.asarray(rng.integers(0, k, (6, N)), jnp.int32)
-    want = np.zeros((6, N))
-    for b in range(6):
-        for i in range(length):
-            g1, g2 = np_bigram_grad(w.W1, w.W2, xs[b], np.asarray(ys[b]), np.eye(N)[i])
-            want[b, i] = np.sum(g1**2) + np.sum(g2**2)
-    fast = jax.jit(jax.vmap(lambda x, y: kernels.bigram_token_grad_sq_norms(w, x, y, length)))(xs, ys)
-    ref = jax.jit(jax.vmap(lambda x, y: policy.token_grad_sq_norms_reference(fmap, w, x, y, length)))(xs, ys)
-    np.testing.assert_allclose(fast, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ref, want, rtol=1e-5, atol=1e-6)
-
-
-def test_token_grad_sq_norms_of_a_planted_map_match_autodiff(rng):
-    fmap = lpg.PlantedShift(5, 0.5)
-    w = jnp.asarray(rng.standard_normal((fmap.d, fmap.k)), jnp.float32)
-    x = jnp.eye(fmap.d)[1]
-    y = jnp.asarray(rng.integers(0, fmap.k, 7), jnp.int32)
-    J = jax.jacrev(lambda v: policy.token_log_probs(fmap, v, x, y, 6))(w)
-    want = np.sum(np.asarray(J, np.float64).reshape(7, -1) ** 2, axis=1)
-    np.testing.assert_allclose(policy.token_grad_sq_norms(fmap, w, x, y, 6), want, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(policy.token_grad_sq_norms_reference(fmap, w, x, y, 6), want, rtol=1e-5, atol=1e-7)
-
-
 def test_pg_step_routes_to_the_fast_paths_and_agrees_with_the_reference(monkeypatch):
     # One Figure-1-style PG step (±1 process rewards, sampled path, Adagrad) taken with the
     # kernels and with every reference path: the same tokens, hence the same update.

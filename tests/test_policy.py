@@ -131,7 +131,7 @@ def test_length_mask_equals_truncated_response(rng):
 
 
 def test_length_mask_kills_padding_gradients(rng):
-    d, k, N, n = 3, 3, 5, 2
+    d, k, n = 3, 3, 2
     W1, W2, x = _bigram(rng, d, k)
     fmap = lpg.Bigram(d, k)
     y = jnp.asarray([0, 1, 2, 0, 1], jnp.int32)

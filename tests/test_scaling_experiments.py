@@ -107,9 +107,14 @@ def test_bad_settings_raise_before_compiling(name, key, value):
 
 
 def test_scaling_n_tiny(tmp_path):
-    summary, arrays = run_tiny("scaling-n", tmp_path, 2, ks=4, Ns="1,3,6", eps=0.3, max_steps=400, check_every=5,
+    summary, arrays = run_tiny("scaling-n", tmp_path, 2, ks=4, Ns="1,3,6", eps=0.1, max_steps=400, check_every=5,
                                n_boot=50, pretrain_steps=5)
-    assert set(summary["slopes"]) == {f"{a}_{b}_k4" for a in ("orm", "prm") for b in ("uniform", "pretrained")}
+    series = [f"{b}_k4" for b in ("uniform", "pretrained")]
+    assert set(summary["slopes"]) == {f"{a}_{s}{t}" for s in series for a, t in (("orm", ""), ("prm", ""),
+                                                                                 ("prm", "_all_N"))}
+    # C9's regime: N·min(1/Q^TL, k) ≥ 1/ε, i.e. N·4 ≥ 10 for the uniform base
+    assert summary["slopes"]["prm_uniform_k4"]["regime"] == [3.0, 6.0]
+    assert summary["slopes"]["prm_uniform_k4_all_N"]["regime"][0] == 1.0
     assert arrays["hit"].shape == (2 * 3 * 2 * 2,)
     uni = (arrays["base"] == 0)
     # m of the uniform base: k^N for Alg. 1, k·⌈ln(N/δ)⌉ per position for Alg. 2 (in log space)

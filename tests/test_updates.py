@@ -28,6 +28,7 @@ from conftest import (
 )
 
 import lpg
+from lpg.algorithms.best_of_m import token_steps, token_steps_reference
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
@@ -198,22 +199,64 @@ def test_sgd_update_is_the_log_likelihood_gradient(setup):
         np.testing.assert_allclose(flat(w1) - flat(_w0(s)), scale * g, rtol=1e-4, atol=1e-6)
 
 
+def _np_token_steps(W1, W2, x, y):
+    """Algorithm 2's token steps in float64 NumPy: one walk over ``y``, each position in
+    order, ``g`` recomputed after every step."""
+    W1, W2 = W1.astype(np.float64), W2.astype(np.float64)
+    for i in range(len(y)):
+        g1, g2 = np_bigram_grad(W1, W2, x, y, np.eye(len(y))[i])
+        eta = 1.0 / (4.0 + 2.0 * (np.sum(g1 * g1) + np.sum(g2 * g2)))
+        W1, W2 = W1 + eta * g1, W2 + eta * g2
+    return np.concatenate([W1.ravel(), W2.ravel()])
+
+
 @pytest.mark.parametrize("path", ["event", "sample"])
-def test_algorithm2_takes_one_adaptive_step_per_verified_token(setup, path):
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_algorithm2_takes_one_adaptive_step_per_verified_token(setup, path, batch_size):
     # With m so large that every position's walk verifies (ρ ≥ 1/(2k) per draw), the
-    # prefix is the whole of y*, and the update is deterministic:
-    # token steps Σ_i g_i/(4 + 2‖g_i‖²); a response step G/(4 + 2‖G‖²), G = Σ_i g_i.
+    # prefix is the whole of y*, and the update is deterministic. "token": one adaptive
+    # step per token in order, each at the weights the previous one left (a NumPy loop);
+    # "response": one step G/(4 + 2‖G‖²) on G = Σ_i g_i. Both average over the batch
+    # (here copies of one context), so batch 2 moves w as far as batch 1.
     s = setup
-    gs = [_grad(s, s["y_star"], np.eye(N)[i]) for i in range(N)]
-    G = sum(gs)
-    want = {"token": sum(g / (4 + 2 * g @ g) for g in gs), "response": G / (4 + 2 * G @ G)}
+    G = _grad(s, s["y_star"], np.ones(N))
+    want = {"token": _np_token_steps(s["W1"], s["W2"], s["x"], s["y_star"]) - flat(_w0(s)),
+            "response": G / (4 + 2 * G @ G)}
     h = lpg.hyper(lr=1.0, m=10**4)
     for unit, delta in want.items():
-        alg = lpg.TokenBestOfM(path=path, step_unit=unit)
+        alg = lpg.TokenBestOfM(path=path, step_unit=unit, batch_size=batch_size)
         run = jax.jit(jax.vmap(lambda k: alg.step(alg.init(_w0(s), h), k, s["problem"], h)[0].w))
         w1 = run(jax.random.split(jax.random.PRNGKey(3), 4))
         np.testing.assert_allclose(flat_batch(w1) - flat(_w0(s))[None], np.broadcast_to(delta, (4, delta.size)),
                                    rtol=1e-4, atol=1e-6)
+    # the sequential steps are not the sum of steps taken at the starting weights
+    at_start = sum(g / (4 + 2 * g @ g) for g in (_grad(s, s["y_star"], np.eye(N)[i]) for i in range(N)))
+    assert np.abs(want["token"] - at_start).max() > 1e-2
+
+
+@pytest.mark.parametrize("steps", [token_steps, token_steps_reference])
+def test_token_steps_average_the_batch_per_position_at_the_current_weights(steps):
+    # Distinct contexts and responses, walks truncated at different lengths (c = 0 past
+    # them, and one token weighted 0.5), against a float64 NumPy loop over positions:
+    # W += mean_b c_{b,i} g_b/(4 + 2‖g_b‖²), every g_b at the weights after position i−1.
+    rng = np.random.default_rng(11)
+    d, k, n, B = 3, 4, 5, 3
+    W1, W2 = rng.standard_normal((d, k)), rng.standard_normal((k, k))
+    xs, ys = rng.standard_normal((B, d)), rng.integers(0, k, (B, n))
+    coef = (np.arange(n)[None] < np.array([[5], [2], [0]])).astype(float)
+    coef[0, 3] = 0.5
+    A1, A2 = W1.copy(), W2.copy()
+    for i in range(n):
+        d1, d2 = np.zeros_like(A1), np.zeros_like(A2)
+        for b in range(B):
+            g1, g2 = np_bigram_grad(A1, A2, xs[b], ys[b], np.eye(n)[i])
+            eta = coef[b, i] / (4.0 + 2.0 * (np.sum(g1 * g1) + np.sum(g2 * g2))) / B
+            d1, d2 = d1 + eta * g1, d2 + eta * g2
+        A1, A2 = A1 + d1, A2 + d2
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    got = jax.jit(steps, static_argnums=0)(lpg.Bigram(d, k), lpg.BigramParams(f32(W1), f32(W2)), f32(xs),
+                                                 jnp.asarray(ys, jnp.int32), f32(coef))
+    np.testing.assert_allclose(flat(got), np.concatenate([A1.ravel(), A2.ravel()]), rtol=1e-4, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------

@@ -12,9 +12,10 @@ query the PRM once on the complete response; if it verifies, update on it. Other
 walk the positions: at a correct prefix ``y*_<i`` draw up to ``m`` candidate tokens from
 ``½q0(·|x, y*_<i) + ½Unif(Y)``, querying the PRM on each extended prefix, and accept the
 first correct one; if none verifies, the response is truncated at ``L = i − 1``. Then
-``w += Σ_{i≤L} η_{t,i} ∇ log p_w(y*_i|x, y*_<i)`` (the 0/1 process-reward gradient), one
-adaptive step ``η_{t,i} = 1/(4 + 2‖∇ log p_w(y*_i|·)‖²)`` per verified token
-(``step_unit="token"``; ``"response"`` takes one step on the sum). An iteration whose
+for ``i = 1..L`` in order ``w += η_i ∇ log p_w(y*_i|x, y*_<i)`` with the adaptive step
+``η_i = 1/(4 + 2‖∇ log p_w(y*_i|·)‖²)`` at the current ``w``: one step per verified token
+(``step_unit="token"``; ``"response"`` takes one step on the 0/1 process-reward
+gradient, the sum over the prefix). An iteration whose
 on-policy sample is right costs one query, one that is wrong a walk of at most ``N·m``,
 which is the shape of C9's bound ``Õ(N·min(1/Q^TL_{q0}(ε), k)/γ² + 1/(γ²ε))``. The
 paper's ``m = min(⌈1/Q^TL_{q0}(ε)⌉, k)`` per position; the ``Õ`` hides the factor
@@ -31,11 +32,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from lpg import _checks
+from lpg import _checks, kernels
 from lpg.algorithms import common
 from lpg.algorithms.common import OPTIMIZERS, Problem, StepMetrics
 from lpg.features import START
-from lpg.policy import log_prob, position_mask, sample_from_logits, token_grad_sq_norms, token_log_probs
+from lpg.policy import log_prob, position_mask, previous_tokens, sample_from_logits, token_log_probs
 from lpg.rewards import bernoulli_log, draw_cap, log_truncated_geometric, outcome_reward
 
 PATHS = ("event", "sample")
@@ -52,18 +53,15 @@ class _BestOfMBase(eqx.Module):
         self.optimizer = _checks.one_of("optimizer", optimizer, OPTIMIZERS)
         self.path = _checks.one_of("path", path, PATHS)
 
-    @property
-    def _ascent(self) -> str:
-        """The optax optimiser that follows the update direction."""
-        return self.optimizer
-
-    def _step_sizes(self, w, problem, xs, ys, coef):
-        """Coefficients of the update direction (identity: one step per response)."""
-        del w, problem, xs, ys
-        return coef
+    def _update(self, state, problem, xs, ys, coef, log_q, hyper):
+        """One step of the ascent optimiser on ``∇ Σ_b c_b log p_w(y*_b|x_b)/B``:
+        ``(new state, ‖g‖)``."""
+        del hyper
+        g = common.weighted_grad(problem.fmap, state.w, xs, ys, coef / self.batch_size, problem.length)
+        return common.apply_ascent(state, g, self.optimizer, log_q), common.tree_norm(g)
 
     def init(self, w0, hyper):
-        return common.init_state(w0, self._ascent, hyper)
+        return common.init_state(w0, self.optimizer, hyper)
 
     def step(self, state, key, problem: Problem, hyper):
         k_ctx, k_run = jax.random.split(key)
@@ -71,12 +69,10 @@ class _BestOfMBase(eqx.Module):
         keys = jax.random.split(k_run, self.batch_size)
         one = self._event_one if self.path == "event" else self._sample_one
         coef, log_q, success = jax.vmap(lambda x, y, k: one(state.w, k, problem, x, y, hyper))(xs, ys, keys)
-        coef = self._step_sizes(state.w, problem, xs, ys, coef)
-        g = common.weighted_grad(problem.fmap, state.w, xs, ys, coef / self.batch_size, problem.length)
         total_q = jax.nn.logsumexp(log_q)
-        new = common.apply_ascent(state, g, self._ascent, total_q)
+        new, g_norm = self._update(state, problem, xs, ys, coef, total_q, hyper)
         nan = jnp.asarray(jnp.nan, jnp.float32)
-        return new, StepMetrics(total_q, common.tree_norm(g), jnp.mean(success), nan)
+        return new, StepMetrics(total_q, g_norm, jnp.mean(success), nan)
 
 
 def _draws_until(key, m, draw_is_correct):
@@ -123,18 +119,54 @@ class BestOfM(_BestOfMBase):
         return success.astype(jnp.float32), jnp.log(1.0 + draws), success
 
 
+def token_steps(fmap, w, xs, ys, coef):
+    """Adaptive token steps in order of position: for ``i = 1..N``,
+    ``w += mean_b c_{b,i}·g_b/(4 + 2‖g_b‖²)`` with ``g_b = ∇_w log p_w(y_{b,i}|x_b,
+    y_{b,<i})`` taken at the current ``w`` (``coef (B, N)``; 0 skips a token). A batch of
+    one walk is one SGD step per verified token; a batch is averaged per position, as
+    the response-level step averages it per response.
+
+    In order, not summed at the iteration's ``w``: on a task whose positions share weights
+    ``L`` steps taken at one point move ``w`` ``L`` times as far as one step, past what the
+    adaptive step keeps stable (at ``N = 512`` a single walk put every logit gap of a
+    planted context above 20). The bigram map takes the closed form
+    :func:`lpg.kernels.bigram_token_steps`; any other map :func:`token_steps_reference`."""
+    if kernels.fast_bigram(fmap):
+        return kernels.bigram_token_steps(w, xs, ys, coef)
+    return token_steps_reference(fmap, w, xs, ys, coef)
+
+
+def token_steps_reference(fmap, w, xs, ys, coef):
+    """The plain JAX path of :func:`token_steps` (autodiff per context and position)."""
+
+    def log_lik(v, x, prev, y):
+        return jax.nn.log_softmax(fmap.step_logits(v, fmap.encode(v, x), prev))[y]
+
+    grads = jax.vmap(jax.grad(log_lik), in_axes=(None, 0, 0, 0))
+
+    def position(w, inp):
+        prev, y, c = inp
+        g = grads(w, xs, prev, y)
+        sq = sum(jnp.sum(leaf.reshape(leaf.shape[0], -1) ** 2, axis=1) for leaf in jax.tree_util.tree_leaves(g))
+        eta = c / (4.0 + 2.0 * sq) / c.shape[0]
+        return jax.tree_util.tree_map(lambda a, d: a + jnp.tensordot(eta, d, axes=1), w, g), None
+
+    prevs = jax.vmap(previous_tokens)(ys)
+    return jax.lax.scan(position, w, (prevs.T, ys.T.astype(jnp.int32), coef.T))[0]
+
+
 class TokenBestOfM(_BestOfMBase):
     """Algorithm 2: PRM with token-level best-of-m fallback to ``½q0(·|x, y*_<i) + ½Unif(Y)``.
 
     ``step_unit`` (with ``optimizer="adaptive"``): ``"token"`` (default) takes the
-    paper's adaptive step ``η = 1/(4 + 2‖g‖²)`` once per verified token, ``g`` the
-    gradient of that token's log-likelihood — the process reward's unit, so a verified
-    prefix of length ``L`` is ``L`` token-level SGD steps; ``"response"`` takes one step
-    on the sum over the prefix, as Algorithm 1 does on a whole response. On tasks whose
-    positions share weights the summed gradient's norm grows like ``L``, so the
-    response-level step shrinks like ``1/L`` and the number of failed iterations grows
-    with ``N`` (measured in ``scaling-n``); the token-level step keeps the iteration count
-    flat in ``N``, the shape of C9's ``1/(γ²ε)`` term."""
+    paper's adaptive step ``η = 1/(4 + 2‖g‖²)`` once per verified token, in order, ``g``
+    the gradient of that token's log-likelihood at the current weights — the process
+    reward's unit, so a verified prefix of length ``L`` is ``L`` token-level SGD steps
+    (:func:`token_steps`); ``"response"`` takes one step on the sum over the prefix, as
+    Algorithm 1 does on a whole response. On tasks whose positions share weights the
+    summed gradient's norm grows like ``L``, so the response-level step shrinks like
+    ``1/L`` and the number of failed iterations grows with ``N`` (measured in
+    ``scaling-n``)."""
 
     step_unit: str = eqx.field(static=True)
 
@@ -148,16 +180,13 @@ class TokenBestOfM(_BestOfMBase):
             raise ValueError(f"step_unit must be 'response' with optimizer={self.optimizer!r} (a per-token step "
                              f"is the adaptive step's), got step_unit='token'")
 
-    @property
-    def _ascent(self) -> str:
-        # per-token adaptive sizes are folded into the coefficients; the ascent is then plain
-        return "constant" if self.step_unit == "token" else self.optimizer
-
-    def _step_sizes(self, w, problem, xs, ys, coef):
+    def _update(self, state, problem, xs, ys, coef, log_q, hyper):
         if self.step_unit != "token":
-            return coef
-        sq = jax.vmap(lambda x, y: token_grad_sq_norms(problem.fmap, w, x, y, problem.length))(xs, ys)
-        return coef / (4.0 + 2.0 * sq)
+            return super()._update(state, problem, xs, ys, coef, log_q, hyper)
+        w = token_steps(problem.fmap, state.w, xs, ys, coef * hyper.lr)
+        new = common.TrainState(w, state.opt_state, state.step + 1, jnp.logaddexp(state.log_queries, log_q),
+                                state.mistakes)
+        return new, common.tree_norm(jax.tree_util.tree_map(jnp.subtract, w, state.w))
 
     def _event_one(self, w, key, problem, x, y, hyper):
         N, length, fmap = problem.N, problem.length, problem.fmap

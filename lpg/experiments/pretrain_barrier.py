@@ -310,7 +310,7 @@ def figure(arrays: dict, config: dict, summary: dict, out_dir: Path, name: str) 
             plotting.seed_band(ax[0], np.log10(n[pos] * g * g * e), curves[:, pos],
                                label=f"$\\varepsilon$={e:g}" if gi == 0 else None, color=ecol[e], alpha=0.08)
             ax[0].lines[-1].set_linestyle(styles[gi % len(styles)])
-    ax[0].axhline(-N * math.log10(k), color="#c0392b", lw=1, ls=":", label=f"$k^{{-N}}$ (uniform)")
+    ax[0].axhline(-N * math.log10(k), color="#c0392b", lw=1, ls=":", label="$k^{-N}$ (uniform)")
     ax[0].set(title="LQ of the pre-trained model", xlabel="samples $n \\cdot \\gamma^2 \\varepsilon$",
               ylabel="$Q_q(\\varepsilon)$")
     plotting.log10_axis(ax[0], "x")
