@@ -111,8 +111,9 @@ def sweep_fn(alg, problem, hyper, steps: int, seeds: int, seed_mode: str = "vmap
     """``keys (S, 2) -> (final weights, log total queries)``: ``steps`` steps of ``alg``
     per seed from the uniform policy (timing does not depend on the weights). One seed
     is run as a user would, without ``vmap``; more seeds as one ``vmap`` over keys, or
-    (``seed_mode="map"``) one seed after the other with ``lax.map`` — on a CPU, where one
-    seed's batch already fills the cores, that keeps each seed's tables in cache."""
+    (``seed_mode="map"``, what :func:`lpg.sweep.sweep` does with ``vmap_size=1``) one seed
+    after the other with ``lax.map`` — on a CPU, where one seed's batch already fills the
+    cores, that keeps each seed's tables in cache."""
     w0 = problem.fmap.init_params()
 
     def one(key):
@@ -125,7 +126,7 @@ def sweep_fn(alg, problem, hyper, steps: int, seeds: int, seed_mode: str = "vmap
         state, lq = jax.lax.scan(body, state, jax.random.split(key, steps))
         return state.w, jax.nn.logsumexp(lq)
 
-    if seeds == 1:
+    if seed_mode == "single":
         return jax.jit(lambda keys: one(keys[0]))
     if seed_mode == "map":
         return jax.jit(lambda keys: jax.lax.map(one, keys))
@@ -259,7 +260,7 @@ def measure(wl: Workload, seeds: int, *, steps: int, reps: int, budget_s: float,
         "backend": jax.default_backend(),
         "device": getattr(dev, "device_kind", str(dev)),
         "seeds": seeds,
-        "seed_mode": "single" if seeds == 1 else seed_mode,
+        "seed_mode": seed_mode,
         "shape": {"batch": wl.batch, "N": wl.N, "k": FIG1["k"], "d": FIG1["d"], "group": wl.group},
         "steps_per_call": steps,
         "reps": reps,
@@ -349,7 +350,8 @@ def print_row(r: dict) -> None:
     cpu = r.get("cpu_s_per_call")
     cpu_step = cpu / (r["seeds"] * r["steps_per_call"]) if cpu and r.get("steps_per_call") else None
     print(
-        f"{r['name']:<22} {r['seeds']:>5} {fmt(r.get('s_per_step'), '.3g'):>9} {fmt(cpu_step, '.3g'):>9} "
+        f"{r['name'] + (' [map]' if r.get('seed_mode') == 'map' else ''):<28} {r['seeds']:>5} "
+        f"{fmt(r.get('s_per_step'), '.3g'):>9} {fmt(cpu_step, '.3g'):>9} "
         f"{fmt(r.get('steps_per_s')):>9} "
         f"{fmt(r.get('tokens_per_s')):>9} {fmt(r.get('log10_queries_per_s'), '.1f'):>7} "
         f"{fmt(r.get('runs_per_s')):>9} {fmt(r.get('compile_s'), '.1f'):>7} "
@@ -361,7 +363,7 @@ def print_row(r: dict) -> None:
 
 
 HEADER = (
-    f"{'workload':<22} {'seeds':>5} {'s/step':>9} {'cpu s/st':>9} {'steps/s':>9} {'tokens/s':>9} {'lg q/s':>7} "
+    f"{'workload':<28} {'seeds':>5} {'s/step':>9} {'cpu s/st':>9} {'steps/s':>9} {'tokens/s':>9} {'lg q/s':>7} "
     f"{'runs/s':>9} {'compile':>7} {'MiB':>7} {'roof':>7} {'peer s':>8} {'ratio':>6}"
 )
 
@@ -385,8 +387,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps", type=int, help="steps per timed call (default 6, --quick 3; divided by seeds/8 for "
                     "larger sweeps, at least 2)")
     ap.add_argument("--only", help="comma-separated workload names to run")
-    ap.add_argument("--seed-mode", choices=("vmap", "map"), default="vmap",
-                    help="several seeds as one vmap (default) or one after the other with lax.map")
+    ap.add_argument("--seed-modes", default="vmap,map",
+                    help="comma-separated: several seeds as one vmap, and/or one after the other with lax.map "
+                         "(lpg.sweep's vmap_size=1); default both, timed in the same run")
     ap.add_argument("--peer", help="checkout of the authors' repository (mousavih/rlvr-base-model-barrier)")
     ap.add_argument("--peer-python", default=os.environ.get("LPG_PEER_PYTHON", "python3"),
                     help="interpreter with the authors' requirements (torch); default $LPG_PEER_PYTHON or python3")
@@ -400,6 +403,9 @@ def main(argv=None) -> dict:
     seeds = parse_seeds(args.seeds) if args.seeds else ([1, 16] if quick else [1, 8, 64])
     if jax.default_backend() == "gpu" and not args.seeds:
         seeds.append(1024)
+    seed_modes = [m.strip() for m in args.seed_modes.split(",") if m.strip()]
+    if not seed_modes or set(seed_modes) - {"vmap", "map"}:
+        raise SystemExit(f"--seed-modes must list vmap and/or map, got {args.seed_modes!r}")
     reps = args.reps or (3 if quick else 5)
     steps = args.steps or (3 if quick else 6)
     chosen = workloads()
@@ -434,10 +440,11 @@ def main(argv=None) -> dict:
             for s in seeds:
                 # Large sweeps take fewer steps per call (at least 2) to keep the run short.
                 n_steps = steps if args.steps else max(2, steps // max(1, s // 8))
-                r = measure(wl, s, steps=n_steps, reps=reps, budget_s=6.0 if quick else 20.0, limits=limits, peer=peer,
-                            peer_steps=args.peer_steps, seed_mode=args.seed_mode)
-                rows.append(r)
-                print_row(r)
+                for mode in seed_modes if s > 1 else ["single"]:
+                    r = measure(wl, s, steps=n_steps, reps=reps, budget_s=6.0 if quick else 20.0, limits=limits,
+                                peer=peer, peer_steps=args.peer_steps, seed_mode=mode)
+                    rows.append(r)
+                    print_row(r)
         if names is None or names & {"fig1_compile", "fig1_run"}:
             for r in figure1_experiment(run=not quick and (names is None or "fig1_run" in names)):
                 rows.append(r)
@@ -446,11 +453,13 @@ def main(argv=None) -> dict:
         if peer is not None:
             peer.close()
 
-    by = {(r["name"], r["seeds"]): r for r in rows}
+    by = {(r["name"], r["seeds"], r.get("seed_mode")): r for r in rows}
     for s in seeds:
-        ev, sa = by.get(("pg_outcome01_event", s)), by.get(("pg_outcome01_sample", s))
-        if ev and sa:
-            print(f"event path / sampled path (0/1 outcome, N=128, {s} seeds): {sa['s_per_step'] / ev['s_per_step']:.1f}x")
+        for mode in seed_modes if s > 1 else ["single"]:
+            ev, sa = by.get(("pg_outcome01_event", s, mode)), by.get(("pg_outcome01_sample", s, mode))
+            if ev and sa:
+                print(f"event path / sampled path (0/1 outcome, N=128, {s} seeds, {mode}): "
+                      f"{sa['s_per_step'] / ev['s_per_step']:.1f}x")
     date = datetime.date.today().isoformat()
     result = {
         "machine": machine_name(),
@@ -460,7 +469,7 @@ def main(argv=None) -> dict:
         "jax_version": jax.__version__,
         "cores": os.cpu_count(),
         "mode": "quick" if quick else "full",
-        "seed_mode": args.seed_mode,
+        "seed_modes": seed_modes,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "limits": limits,

@@ -12,6 +12,11 @@ times the seeds (seed-minor) — and evaluates ``jit(vmap(fn))`` on it:
 * **chunks.** ``chunk_size`` runs at a time (the last chunk padded with copies of its
   last run, the padding dropped), one compiled program for every chunk, so a sweep fits
   in memory and gives the same per-run results chunked or not.
+* **vmap_size.** By default a chunk is one ``vmap``. With ``vmap_size=b`` each device
+  runs its share of the chunk ``b`` runs at a time (``lax.map`` with ``batch_size=b``):
+  on a CPU, where one run with a large batch already fills the cores, a wide ``vmap``
+  spills its per-run tables out of cache, and ``vmap_size=1`` gives the most runs/s
+  (``benchmarks/``). Per-run results are those of the vmapped sweep to float32 rounding.
 * **devices.** The run axis of each chunk is sharded over every device
   (``jax.sharding.NamedSharding`` on a 1-D mesh named ``"runs"``); ``chunk_size`` is
   rounded up to a multiple of the device count. In a multi-host job started with
@@ -257,7 +262,7 @@ def _to_host(tree) -> list[np.ndarray]:
 
 
 class _Program:
-    """A lowered (traced) and, once needed, compiled ``jit(vmap(fn))`` for one chunk shape."""
+    """A lowered (traced) and, once needed, compiled program for one chunk shape."""
 
     def __init__(self, lowered):
         self.lowered = lowered
@@ -268,22 +273,40 @@ _PROGRAMS: dict = {}
 _MAX_PROGRAMS = 8
 
 
-def _program(fn, settings: dict, c: int, devices, chunk_inputs) -> _Program:
+def _batched(one, n_dev: int, c: int, vmap_size: int | None):
+    """``one`` over a chunk of ``c`` runs: one ``vmap``, or per device ``lax.map`` over its
+    ``c / n_dev`` runs ``vmap_size`` at a time (the device axis stays a ``vmap``, so the
+    sharded run axis is never scanned over)."""
+    if vmap_size is None or vmap_size >= c // n_dev:
+        return jax.vmap(one)
+
+    def per_device(kd, st):
+        return jax.lax.map(lambda a: one(*a), (kd, st), batch_size=vmap_size)
+
+    def batched(kd, st):
+        split = lambda a: a.reshape(n_dev, c // n_dev, *a.shape[1:])  # noqa: E731
+        out = jax.vmap(per_device)(split(kd), jax.tree_util.tree_map(split, st))
+        return jax.tree_util.tree_map(lambda a: a.reshape(c, *a.shape[2:]), out)
+
+    return batched
+
+
+def _program(fn, settings: dict, c: int, devices, chunk_inputs, vmap_size=None) -> _Program:
     """The program of ``fn`` for chunks of ``c`` runs, reused across :func:`sweep` calls
-    with the same function, setting names and dtypes, chunk size and devices (like
-    ``jax.jit``, a function is identified by the object itself)."""
+    with the same function, setting names and dtypes, chunk size, devices and
+    ``vmap_size`` (like ``jax.jit``, a function is identified by the object itself)."""
 
     def one(kd, st):
         return fn(kd, **st)
 
     try:
-        key = (fn, tuple((k, str(v.dtype)) for k, v in settings.items()), c, tuple(devices))
+        key = (fn, tuple((k, str(v.dtype)) for k, v in settings.items()), c, tuple(devices), vmap_size)
         hash(key)
     except TypeError:
         key = None
     if key is not None and key in _PROGRAMS:
         return _PROGRAMS[key]
-    program = _Program(jax.jit(jax.vmap(one)).lower(*chunk_inputs(0)))
+    program = _Program(jax.jit(_batched(one, len(devices), c, vmap_size)).lower(*chunk_inputs(0)))
     if key is not None:
         if len(_PROGRAMS) >= _MAX_PROGRAMS:
             _PROGRAMS.pop(next(iter(_PROGRAMS)))
@@ -303,6 +326,7 @@ def sweep(
     progress: bool | None = None,
     fingerprint: Mapping | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
+    vmap_size: int | None = None,
 ) -> SweepResult:
     """Run ``fn(key, **settings)`` for every grid point × seed (see the module docstring).
 
@@ -317,6 +341,9 @@ def sweep(
     bad_chunk = isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
     if chunk_size is not None and bad_chunk:
         raise ValueError(f"chunk_size must be None or an integer >= 1, got {chunk_size!r}")
+    bad_vmap = isinstance(vmap_size, bool) or not isinstance(vmap_size, (int, np.integer)) or vmap_size < 1
+    if vmap_size is not None and bad_vmap:
+        raise ValueError(f"vmap_size must be None or an integer >= 1, got {vmap_size!r}")
     devices = jax.devices()
     n_dev = len(devices)
     c = min(int(chunk_size) if chunk_size is not None else R, R)
@@ -335,7 +362,7 @@ def sweep(
         st = {name: _global_array(v[rows], sharding) for name, v in settings.items()}
         return kd, st
 
-    program = _program(fn, settings, c, devices, chunk_inputs)
+    program = _program(fn, settings, c, devices, chunk_inputs, vmap_size)
     out_info = program.lowered.out_info
     treedef = jax.tree_util.tree_structure(out_info)
     n_leaves = treedef.num_leaves

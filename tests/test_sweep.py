@@ -74,6 +74,17 @@ def test_chunked_equals_unchunked(reference, chunked):
         np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("vmap_size", [1, 3])
+def test_runs_a_few_at_a_time_equal_one_vmap(reference, vmap_size):
+    # lax.map over groups of vmap_size (3 does not divide the 12 runs: a short last group)
+    part = sweep(one_run, GRID, seeds=3, vmap_size=vmap_size)
+    for a, b in zip(leaves(reference.outputs), leaves(part.outputs)):
+        if np.issubdtype(a.dtype, np.integer) or a.dtype == bool:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
+
+
 def test_single_run_equals_its_row_of_the_sweep(reference):
     row = 1 * 6 + 0 * 3 + 2  # lr = 2.0, length = 2, seed 2
     assert reference.settings["lr"][row] == 2.0 and reference.settings["length"][row] == 2
@@ -133,7 +144,8 @@ def test_sharded_over_four_devices_equals_one_device(reference, tmp_path):
             from lpg.sweep import sweep
             assert jax.device_count() == 4, jax.devices()
             out = sweep(one_run, {GRID!r}, seeds=3, chunk_size=8)  # 2 chunks, 2 runs per device
-            leaves = jax.tree_util.tree_leaves(out.outputs)
+            one_by_one = sweep(one_run, {GRID!r}, seeds=3, chunk_size=8, vmap_size=1)
+            leaves = jax.tree_util.tree_leaves(out.outputs) + jax.tree_util.tree_leaves(one_by_one.outputs)
             np.savez(sys.argv[1], *leaves)
             """
         )
@@ -144,7 +156,9 @@ def test_sharded_over_four_devices_equals_one_device(reference, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     with np.load(out) as z:
         sharded = [z[f"arr_{i}"] for i in range(len(z.files))]
-    for a, b in zip(leaves(reference.outputs), sharded):
+    ref = leaves(reference.outputs)
+    assert len(sharded) == 2 * len(ref)
+    for a, b in zip(ref + ref, sharded):
         np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
 
 
@@ -171,6 +185,8 @@ def test_quiet_when_not_a_terminal(capsys):
         (dict(seeds=0), "seeds"),
         (dict(seeds=[-1]), "seed"),
         (dict(chunk_size=0), "chunk_size"),
+        (dict(vmap_size=0), "vmap_size"),
+        (dict(vmap_size=1.5), "vmap_size"),
     ],
 )
 def test_bad_inputs_raise_before_compiling(kwargs, match):
