@@ -288,8 +288,7 @@ def figure(arrays: dict, config: dict, out_dir: Path, name: str) -> list[Path]:
 class OrmVsPrm(Experiment):
     """Shared ``run``/``plot``/``table`` of ``figure1`` and ``barrier``."""
 
-    def validate(self, config: dict) -> None:
-        validate(config)
+    validate = staticmethod(validate)
 
     def run(self, config: dict, *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
         chunk = config["chunk_size"] or None

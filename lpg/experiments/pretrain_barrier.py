@@ -376,8 +376,7 @@ class PretrainBarrier(Experiment):
     defaults = DEFAULTS
     default_seeds = 16
 
-    def validate(self, config: dict) -> None:
-        validate(config)
+    validate = staticmethod(validate)
 
     def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
         arrays, timing = {}, {}
@@ -392,8 +391,7 @@ class PretrainBarrier(Experiment):
             timing[f"gamma{g:g}"] = {"compile_s": result.compile_s, "run_s": result.run_s}
         return arrays, timing
 
-    def summarise(self, arrays: dict, config: dict) -> dict:
-        return summary_of(arrays, config)
+    summarise = staticmethod(summary_of)
 
     def draw(self, arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
         return figure(arrays, config, summary, out_dir, self.name)

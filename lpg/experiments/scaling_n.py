@@ -382,19 +382,11 @@ class ScalingN(Experiment):
     }
     default_seeds = 16
 
-    def validate(self, config: dict) -> None:
-        validate(config)
-
     record_total = True
-
-    def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
-        return run_all(config, seeds=seeds, out_dir=out_dir, resume=resume)
-
-    def summarise(self, arrays: dict, config: dict) -> dict:
-        return summary_of(arrays, config)
-
-    def draw(self, arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
-        return figure(arrays, config, summary, out_dir)
+    validate = staticmethod(validate)
+    compute = staticmethod(run_all)
+    summarise = staticmethod(summary_of)
+    draw = staticmethod(figure)
 
     def table(self, summary: dict) -> str:
         lines = [sc.slopes_table(summary["slopes"])]

@@ -287,8 +287,7 @@ class SgdLr(Experiment):
     defaults = DEFAULTS
     default_seeds = 16
 
-    def validate(self, config: dict) -> None:
-        validate(config)
+    validate = staticmethod(validate)
 
     def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
         arrays, timing = {}, {}
@@ -308,8 +307,7 @@ class SgdLr(Experiment):
         arrays["step"] = np.arange(0, config["steps"] + 1, config["log_every"], dtype=np.int64)
         return arrays, timing
 
-    def summarise(self, arrays: dict, config: dict) -> dict:
-        return summary_of(arrays, config)
+    summarise = staticmethod(summary_of)
 
     def draw(self, arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
         return figure(arrays, config, summary, out_dir, self.name)
