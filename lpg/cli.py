@@ -73,13 +73,15 @@ def _seeds(raw, default: int) -> int:
 
 
 def _list(args) -> int:
-    from lpg.experiments import available
+    from lpg.experiments import BROKEN, available
 
     exps = available()
     width = max(len(n) for n in exps)
     for name, exp in exps.items():
         print(f"{name.ljust(width)}  {exp.description} [default seeds: {exp.default_seeds}]")
-    return 0
+    for module, error in sorted(BROKEN.items()):
+        print(f"lpg list: experiment module {module!r} failed to import: {error}", file=sys.stderr)
+    return 1 if BROKEN else 0
 
 
 def _run(args) -> int:

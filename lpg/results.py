@@ -16,6 +16,8 @@ Non-finite floats are written to JSON as ``null`` so every file is strict JSON.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
 import json
 import math
@@ -134,6 +136,17 @@ def atomic_write_json(path, obj) -> None:
 # ---------------------------------------------------------------------------------
 
 
+@functools.cache
+def code_digest() -> str:
+    """SHA-256 (first 16 hex digits) of lpg's own source files: a checkpoint or a
+    finished result is reused by ``--resume`` only when computed by the same code."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def env_info() -> dict:
     """Versions and the machine a result was computed on."""
     import jax
@@ -143,6 +156,7 @@ def env_info() -> dict:
     devices = jax.devices()
     return {
         "lpg": lpg.__version__,
+        "lpg_code": code_digest(),
         "jax": jax.__version__,
         "jaxlib": _version("jaxlib"),
         "numpy": np.__version__,

@@ -22,15 +22,29 @@ import jax.numpy as jnp
 from lpg.policy import position_mask
 
 
-def correct_prefix(y, y_star, length=None) -> jax.Array:
-    """Boolean ``(N,)``: ``y_1..i = y*_1..i`` (False at padding)."""
-    ok = (y == y_star) | ~position_mask(y.shape[0], length)
-    return jnp.cumprod(ok.astype(jnp.int32)).astype(bool) & position_mask(y.shape[0], length)
+def leading_true(ok, length=None) -> jax.Array:
+    """The number of leading ``True`` entries of ``ok`` along its last axis, counting
+    only the first ``length`` positions. Taken at the first ``False``, a min-reduction:
+    a cumulative product lowers to an ``O(N²)`` window reduction on CPU."""
+    n = ok.shape[-1]
+    real = position_mask(n, length)
+    end = jnp.sum(real, dtype=jnp.int32)
+    return jnp.min(jnp.where(real & ~ok, jnp.arange(n, dtype=jnp.int32), end), axis=-1)
 
 
 def correct_prefix_length(y, y_star, length=None) -> jax.Array:
     """``L``: the number of leading positions where ``y`` agrees with ``y*``."""
-    return jnp.sum(correct_prefix(y, y_star, length)).astype(jnp.int32)
+    return leading_true(y == y_star, length)
+
+
+def correct_prefix(y, y_star, length=None) -> jax.Array:
+    """Boolean ``(N,)``: ``y_1..i = y*_1..i`` (False at padding)."""
+    return prefix_mask(correct_prefix_length(y, y_star, length), y.shape[0])
+
+
+def prefix_mask(prefix_len, n: int) -> jax.Array:
+    """Boolean ``(n,)``: ``True`` at the first ``prefix_len`` positions."""
+    return jnp.arange(n) < prefix_len
 
 
 def outcome_reward(y, y_star, length=None, signed: bool = False) -> jax.Array:
@@ -42,8 +56,13 @@ def outcome_reward(y, y_star, length=None, signed: bool = False) -> jax.Array:
 
 def process_rewards(y, y_star, length=None, signed: bool = False) -> jax.Array:
     """``r_i = 1[y_1..i = y*_1..i]`` (or ``±1``) for every position, 0 at padding: ``(N,)``."""
-    r = _signed(correct_prefix(y, y_star, length), signed)
-    return jnp.where(position_mask(y.shape[0], length), r, 0.0)
+    return prefix_rewards(correct_prefix_length(y, y_star, length), y.shape[0], length, signed)
+
+
+def prefix_rewards(prefix_len, n: int, length=None, signed: bool = False) -> jax.Array:
+    """The process rewards of a response whose correct-prefix length is ``prefix_len``."""
+    r = _signed(prefix_mask(prefix_len, n), signed)
+    return jnp.where(position_mask(n, length), r, 0.0)
 
 
 def _signed(hit, signed: bool):

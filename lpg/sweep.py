@@ -16,7 +16,9 @@ times the seeds (seed-minor) — and evaluates ``jit(vmap(fn))`` on it:
   runs its share of the chunk ``b`` runs at a time (``lax.map`` with ``batch_size=b``):
   on a CPU, where one run with a large batch already fills the cores, a wide ``vmap``
   spills its per-run tables out of cache, and ``vmap_size=1`` gives the most runs/s
-  (``benchmarks/``). Per-run results are those of the vmapped sweep to float32 rounding.
+  (``benchmarks/``). ``vmap_size="auto"`` picks that: ``1`` on a CPU backend, one
+  ``vmap`` on an accelerator. Per-run results are those of the vmapped sweep to float32
+  rounding; a checkpoint records the ``vmap_size`` it was computed with.
 * **devices.** The run axis of each chunk is sharded over every device
   (``jax.sharding.NamedSharding`` on a 1-D mesh named ``"runs"``); ``chunk_size`` is
   rounded up to a multiple of the device count. In a multi-host job started with
@@ -26,7 +28,8 @@ times the seeds (seed-minor) — and evaluates ``jit(vmap(fn))`` on it:
 * **checkpoints.** With ``out_dir``, each finished chunk is written atomically to
   ``chunk_NNNNNN.npz`` next to ``sweep.json`` (what the sweep is); ``resume=True``
   reuses the chunks on disk and computes the rest, ending bit-identical to an
-  uninterrupted sweep.
+  uninterrupted sweep; it refuses a checkpoint of another sweep, or one written by other
+  lpg source code (:func:`lpg.results.code_digest`).
 * **progress.** A status line on stderr (runs done, elapsed, ETA, runs/s and reward
   queries/s when the outputs have a ``log_queries`` leaf — cumulative natural-log
   counts whose last entry per run is the run's total), shown only on a terminal unless
@@ -54,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lpg.results import atomic_write_bytes, atomic_write_json, is_writer, npz_bytes, to_jsonable
+from lpg.results import atomic_write_bytes, atomic_write_json, code_digest, is_writer, npz_bytes, to_jsonable
 
 AXIS = "runs"
 MAX_SEED = 2**31 - 1
@@ -291,6 +294,22 @@ def _batched(one, n_dev: int, c: int, vmap_size: int | None):
     return batched
 
 
+def _check_vmap_size(vmap_size) -> int | None:
+    """``vmap_size`` validated, with ``"auto"`` resolved for the default backend."""
+    if isinstance(vmap_size, str) and vmap_size == "auto":
+        return auto_vmap_size()
+    bad = isinstance(vmap_size, bool) or not isinstance(vmap_size, (int, np.integer)) or vmap_size < 1
+    if vmap_size is not None and bad:
+        raise ValueError(f"vmap_size must be None, 'auto' or an integer >= 1, got {vmap_size!r}")
+    return None if vmap_size is None else int(vmap_size)
+
+
+def auto_vmap_size() -> int | None:
+    """What ``vmap_size="auto"`` means here: ``1`` (runs one after the other on each
+    device) on a CPU backend, ``None`` (one ``vmap``) on a GPU or TPU."""
+    return 1 if jax.default_backend() == "cpu" else None
+
+
 def _program(fn, settings: dict, c: int, devices, chunk_inputs, vmap_size=None) -> _Program:
     """The program of ``fn`` for chunks of ``c`` runs, reused across :func:`sweep` calls
     with the same function, setting names and dtypes, chunk size, devices and
@@ -326,7 +345,7 @@ def sweep(
     progress: bool | None = None,
     fingerprint: Mapping | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
-    vmap_size: int | None = None,
+    vmap_size: int | str | None = None,
 ) -> SweepResult:
     """Run ``fn(key, **settings)`` for every grid point × seed (see the module docstring).
 
@@ -341,9 +360,7 @@ def sweep(
     bad_chunk = isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
     if chunk_size is not None and bad_chunk:
         raise ValueError(f"chunk_size must be None or an integer >= 1, got {chunk_size!r}")
-    bad_vmap = isinstance(vmap_size, bool) or not isinstance(vmap_size, (int, np.integer)) or vmap_size < 1
-    if vmap_size is not None and bad_vmap:
-        raise ValueError(f"vmap_size must be None or an integer >= 1, got {vmap_size!r}")
+    vmap_size = _check_vmap_size(vmap_size)
     devices = jax.devices()
     n_dev = len(devices)
     c = min(int(chunk_size) if chunk_size is not None else R, R)
@@ -377,8 +394,10 @@ def sweep(
             "dtypes": {k: str(v.dtype) for k, v in settings.items()},
             "seeds": seed.tolist(),
             "chunk_size": c,
+            "vmap_size": vmap_size,
             "outputs": _structure(out_info),
             "fingerprint": dict(fingerprint or {}),
+            "code": code_digest(),
         }
         if resume:
             chunks = _load_checkpoint(ckpt, spec, n_leaves)[:n_chunks]
@@ -424,4 +443,4 @@ def grid_size(grid: Mapping[str, Sequence]) -> int:
     return int(np.prod([len(v) for v in grid.values()], dtype=np.int64)) if grid else 1
 
 
-__all__ = ["SweepResult", "format_log_count", "grid_size", "run_axis", "run_key", "sweep"]
+__all__ = ["SweepResult", "auto_vmap_size", "format_log_count", "grid_size", "run_axis", "run_key", "sweep"]

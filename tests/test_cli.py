@@ -49,6 +49,20 @@ def test_list_names_every_experiment(capsys):
         assert any(line.startswith(name + " ") for line in out.splitlines()), out
 
 
+def test_a_broken_experiment_module_does_not_hide_the_others(tmp_path, monkeypatch, capsys):
+    import lpg.experiments as experiments
+
+    (tmp_path / "broken_demo.py").write_text("raise RuntimeError('half-edited module')\n")
+    monkeypatch.setattr(experiments, "__path__", [*experiments.__path__, str(tmp_path)])
+    monkeypatch.setattr(experiments, "BROKEN", {})
+    code, out, err = run_cli(["list"], capsys)
+    assert code == 1
+    assert any(line.startswith("barrier ") for line in out.splitlines()), out
+    assert "'broken_demo' failed to import: RuntimeError: half-edited module" in err
+    with pytest.raises(ValueError, match="unknown experiment 'nope'.*'broken_demo' failed to import"):
+        experiments.get("nope")
+
+
 @pytest.mark.parametrize(
     "argv, named",
     [

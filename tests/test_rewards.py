@@ -65,6 +65,21 @@ def test_rewards_against_definitions(length):
         assert rewards.process_queries(l, n) == min(lw + 1, n)
 
 
+@pytest.mark.parametrize("length", [None, 0, 5, 9])
+def test_leading_true_against_a_loop(length):
+    """The batched first-failure count (used for the PRM prefix, the event path's ``L``
+    and Algorithm 2's walk) against a plain loop, over random masks of every density."""
+    rng = np.random.default_rng(0)
+    ok = rng.random((3, 400, 9)) < np.array([0.3, 0.8, 0.97])[:, None, None]
+    got = np.asarray(jax.jit(lambda a: rewards.leading_true(a, length))(jnp.asarray(ok)))
+    n = 9 if length is None else length
+    want = np.zeros(ok.shape[:-1], int)
+    for idx in np.ndindex(*ok.shape[:-1]):
+        while want[idx] < n and ok[idx][want[idx]]:
+            want[idx] += 1
+    np.testing.assert_array_equal(got, want)
+
+
 def test_log_space_counts_are_exact():
     big = 128 * math.log(32)  # 32^128 queries
     np.testing.assert_allclose(rewards.log_add(jnp.float32(big), jnp.float32(big)), big + math.log(2), rtol=1e-7)

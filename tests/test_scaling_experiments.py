@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import lpg
+import lpg.results
 from lpg.experiments import get
 from lpg.experiments import _scaling as sc
 from lpg.experiments import paper as paper_mod
@@ -178,6 +179,14 @@ def test_paper_report_from_finished_experiments(tmp_path):
     assert "No registered experiment measures this claim" in report.split("## C7")[1]
     rows = [r for r in summary["rows"] if r["quantity"] == "pg_queries_vs_eps"]
     assert rows and rows[0]["claim"] == "C2"
+    # --resume reuses a finished experiment only when the same lpg code computed it
+    stored = json.loads((tmp_path / "scaling-eps" / "config.json").read_text())
+    resolved = {k: v for k, v in stored.items() if k not in ("experiment", "seeds")}
+    assert paper_mod._same_config(tmp_path / "scaling-eps", "scaling-eps", resolved, 2)
+    assert not paper_mod._same_config(tmp_path / "scaling-eps", "scaling-eps", resolved, 3)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lpg.results, "code_digest", lambda: "edited-source")
+        assert not paper_mod._same_config(tmp_path / "scaling-eps", "scaling-eps", resolved, 2)
     # a failed experiment is reported with its error
     results = {"scaling-eps": {"status": "failed", "seconds": 1.0, "seeds": 2, "error": "RuntimeError: boom"}}
     paper_mod.write_report(tmp_path, results)

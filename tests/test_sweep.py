@@ -14,7 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lpg.sweep import format_log_count, run_axis, run_key, sweep
+import lpg.sweep
+
+from lpg.sweep import auto_vmap_size, format_log_count, run_axis, run_key, sweep
 
 # One run: a small teacher (fixed), the response length and the learning rate traced,
 # PG with the process reward on the exact event simulation (0/1 rewards), so the outputs
@@ -85,6 +87,13 @@ def test_runs_a_few_at_a_time_equal_one_vmap(reference, vmap_size):
             np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
 
 
+def test_auto_vmap_size_is_one_at_a_time_on_a_cpu(reference):
+    assert auto_vmap_size() == (1 if jax.default_backend() == "cpu" else None)
+    auto = sweep(one_run, GRID, seeds=3, vmap_size="auto")
+    for a, b in zip(leaves(reference.outputs), leaves(auto.outputs)):
+        np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
+
+
 def test_single_run_equals_its_row_of_the_sweep(reference):
     row = 1 * 6 + 0 * 3 + 2  # lr = 2.0, length = 2, seed 2
     assert reference.settings["lr"][row] == 2.0 and reference.settings["length"][row] == 2
@@ -132,6 +141,14 @@ def test_resume_refuses_a_different_sweep(tmp_path):
     sweep(one_run, GRID, seeds=2, chunk_size=CHUNK, out_dir=tmp_path)
     with pytest.raises(ValueError, match="different sweep.*seeds"):
         sweep(one_run, GRID, seeds=3, chunk_size=CHUNK, out_dir=tmp_path, resume=True)
+    # nor one written by other lpg source code
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lpg.sweep, "code_digest", lambda: "edited-source")
+        with pytest.raises(ValueError, match="different sweep.*code"):
+            sweep(one_run, GRID, seeds=2, chunk_size=CHUNK, out_dir=tmp_path, resume=True)
+    # chunks computed a few runs at a time round differently from one vmap
+    with pytest.raises(ValueError, match="different sweep.*vmap_size"):
+        sweep(one_run, GRID, seeds=2, chunk_size=CHUNK, out_dir=tmp_path, resume=True, vmap_size=2)
 
 
 def test_sharded_over_four_devices_equals_one_device(reference, tmp_path):
@@ -187,6 +204,7 @@ def test_quiet_when_not_a_terminal(capsys):
         (dict(chunk_size=0), "chunk_size"),
         (dict(vmap_size=0), "vmap_size"),
         (dict(vmap_size=1.5), "vmap_size"),
+        (dict(vmap_size="fast"), "vmap_size.*'auto'"),
     ],
 )
 def test_bad_inputs_raise_before_compiling(kwargs, match):

@@ -36,8 +36,8 @@ from lpg import _checks, kernels
 from lpg.algorithms import common
 from lpg.algorithms.common import OPTIMIZERS, Problem, StepMetrics
 from lpg.features import START
-from lpg.policy import log_prob, position_mask, previous_tokens, sample_from_logits, token_log_probs
-from lpg.rewards import bernoulli_log, draw_cap, log_truncated_geometric, outcome_reward
+from lpg.policy import log_prob, previous_tokens, sample_from_logits, token_log_probs
+from lpg.rewards import bernoulli_log, draw_cap, leading_true, log_truncated_geometric, outcome_reward
 
 PATHS = ("event", "sample")
 STEP_UNITS = ("token", "response")
@@ -225,8 +225,7 @@ class TokenBestOfM(_BestOfMBase):
     def _finish(on_policy, found, log_draws, N, length):
         """From the on-policy verdict and the per-position walk to
         (update coefficients, log queries, success)."""
-        mask = position_mask(N, length)
-        L_walk = jnp.sum(jnp.cumprod(found | ~mask) & mask)
+        L_walk = leading_true(found, length)
         L = jnp.where(on_policy, length, L_walk)
         walked = jnp.arange(N) < jnp.minimum(L_walk + 1, length)
         log_walk = jax.nn.logsumexp(jnp.where(walked, log_draws, -jnp.inf))

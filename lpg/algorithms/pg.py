@@ -29,7 +29,7 @@ from lpg import _checks
 from lpg.algorithms import common
 from lpg.algorithms.common import BEHAVIOURS, OPTIMIZERS, Problem, StepMetrics
 from lpg.policy import log_prob, position_mask, token_log_probs
-from lpg.rewards import correct_prefix_length, log_count, outcome_reward, process_queries, process_rewards
+from lpg.rewards import correct_prefix_length, leading_true, log_count, outcome_reward, prefix_rewards, process_queries
 
 REWARDS = ("outcome", "process")
 BASELINES = ("none", "batch_mean", "rloo", "grpo")
@@ -138,9 +138,7 @@ class PolicyGradient(eqx.Module):
             return xs, ys, coef, log_count(B * G), jnp.mean(succ), self._zero_var(succ)
         k_coin, k_u = jax.random.split(key)
         tlp = self._behaviour_token_log_probs(problem, w, xs, ys, k_coin)  # (B, G, N)
-        mask = position_mask(N, length)
-        ok = (jnp.log(jax.random.uniform(k_u, (B, G, N))) < tlp) | ~mask
-        L = jnp.sum(jnp.cumprod(ok, axis=-1) & mask, axis=-1)  # (B, G)
+        L = leading_true(jnp.log(jax.random.uniform(k_u, (B, G, N))) < tlp, length)  # (B, G)
         coef = jnp.sum(jnp.arange(N) < L[..., None], axis=1).astype(jnp.float32)  # (B, N)
         log_q = jnp.log(jnp.sum(process_queries(L, length)).astype(jnp.float32))
         return xs, ys, coef, log_q, jnp.mean(L == length), self._zero_var(L)
@@ -174,10 +172,10 @@ class PolicyGradient(eqx.Module):
             log_q = log_count(B * G)
             zero_var = self._zero_var(r)
         else:
-            r = per(lambda yy, s: process_rewards(yy, s, length, self.signed))  # (B, G, N)
+            L = per(lambda yy, s: correct_prefix_length(yy, s, length))  # (B, G)
+            r = jax.vmap(jax.vmap(lambda n: prefix_rewards(n, N, length, self.signed)))(L)  # (B, G, N)
             adv = self._advantage(r, axis_batch=(0, 1)) * position_mask(N, length)
             coef = adv * ratio[..., None]
-            L = per(lambda yy, s: correct_prefix_length(yy, s, length))
             log_q = jnp.log(jnp.sum(process_queries(L, length)).astype(jnp.float32))
             zero_var = self._zero_var(L)
         xg = jnp.repeat(xs, G, axis=0)

@@ -131,16 +131,26 @@ def register(cls):
     return cls
 
 
+BROKEN: dict[str, str] = {}
+"""Experiment modules that failed to import, with their error: one broken module must
+not hide the others (``lpg list`` reports it, ``lpg run`` of an unknown name names it)."""
+
+
 def _discover() -> None:
     for mod in pkgutil.iter_modules(__path__):
-        if not mod.name.startswith("_"):
+        if mod.name.startswith("_") or mod.name in BROKEN:
+            continue
+        try:
             importlib.import_module(f"{__name__}.{mod.name}")
+        except Exception as err:  # noqa: BLE001 - reported, not swallowed
+            BROKEN[mod.name] = f"{type(err).__name__}: {err}"
 
 
 def get(name: str) -> Experiment:
     _discover()
     if name not in REGISTRY:
-        raise ValueError(f"unknown experiment {name!r}; available: {', '.join(sorted(REGISTRY))}")
+        broken = "".join(f"; module {m!r} failed to import ({e})" for m, e in sorted(BROKEN.items()))
+        raise ValueError(f"unknown experiment {name!r}; available: {', '.join(sorted(REGISTRY))}{broken}")
     return REGISTRY[name]
 
 

@@ -15,7 +15,8 @@ Verdicts are read, never made up: a slope with an acceptance range gets ``confir
 ``not confirmed`` (and the evidence — estimate, interval, regime, censoring — stays in
 the row); one without a range is ``reported``; a point set too censored to fit is ``not
 estimable``. An experiment that fails is reported with its error and the report goes on.
-With ``resume``, a finished sub-directory whose ``config.json`` matches is reused.
+With ``resume``, a finished sub-directory whose ``config.json`` matches, computed by
+the same lpg source code (``env.json``'s ``lpg_code``), is reused.
 
 ``cpu_skip`` (default: ``figure1``, the paper-size Figure 1 — batch 1024 × 4000 steps of
 sampled ±1-reward PG at ``N = 128``, ``k = 32``, far beyond the 45-minute CPU budget) lists
@@ -213,10 +214,14 @@ def _same_config(sub: Path, name: str, config: dict, seeds: int) -> bool:
         stored = json.loads((sub / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    from lpg.results import to_jsonable
+    from lpg.results import code_digest, to_jsonable
 
+    try:
+        same_code = json.loads((sub / "env.json").read_text()).get("lpg_code") == code_digest()
+    except (OSError, json.JSONDecodeError):
+        return False
     want = to_jsonable({"experiment": name, "seeds": seeds, **config})
-    return all(stored.get(k) == v for k, v in want.items()) and (sub / "summary.json").is_file()
+    return same_code and all(stored.get(k) == v for k, v in want.items()) and (sub / "summary.json").is_file()
 
 
 def cpu_skipped(config: dict) -> list[str]:
