@@ -13,6 +13,9 @@ mixture contexts with 32 centres, σ = 0.05):
   the exact event path of PAPER.md §6 against real sampling (same law).
 * ``best_of_m_event`` / ``token_best_of_m_event``: Algorithms 1 and 2 (event path,
   ``m = k^N``) at N = 1024, batch 256.
+* ``contexts_and_y_star``: drawing the batch's 1024 fresh contexts and their ``y*``,
+  which every PG step does on either path (timed when ``pg_outcome01_sample`` is): the
+  sampled step over this bounds what the event path can gain.
 * ``fig1_compile`` (and, without ``--quick``, ``fig1_run``): compiling (and running,
   one seed) the whole Figure-1 experiment: 1000 supervised steps, then 4000 PG steps
   with each reward, evaluated every 50 steps.
@@ -49,6 +52,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 
 import lpg
 
@@ -294,6 +298,30 @@ def measure(wl: Workload, seeds: int, *, steps: int, reps: int, budget_s: float,
     return out
 
 
+def shared_floor(steps: int, reps: int) -> dict:
+    """What every PG step at the Figure-1 size does before it draws or simulates a
+    response: fresh contexts for the batch of 1024 and their ``y*``. The event path
+    cannot beat the sampled path by more than the sampled step over this."""
+    problem = figure1_problem(128, jax.random.PRNGKey(0))
+
+    def one(key):
+        def body(acc, k):
+            xs, ys = problem.contexts(k, 1024)
+            return acc + jnp.sum(xs) + jnp.sum(ys), None
+
+        return jax.lax.scan(body, jnp.float32(0), jax.random.split(key, steps))[0]
+
+    key = jax.random.PRNGKey(1)
+    compiled, compile_s, _ = compile_timed(jax.jit(one), key)
+    timed_call(compiled, key)
+    walls = [timed_call(compiled, jax.random.PRNGKey(100 + r))[0] for r in range(reps)]
+    dev = jax.devices()[0]
+    return {"name": "contexts_and_y_star", "backend": jax.default_backend(), "device": getattr(dev, "device_kind", str(dev)),
+            "seeds": 1, "steps_per_call": steps, "reps": reps, "s_per_step": statistics.median(walls) / steps,
+            "steps_per_s": steps / statistics.median(walls), "tokens_per_s": None, "queries_per_s": None,
+            "compile_s": compile_s, "peak_mem_bytes": None, "peer_s_per_step": None, "peer_ratio": None}
+
+
 def figure1_program():
     """One seed of the whole Figure-1 experiment as one function of a key, as the
     ``figure1`` experiment runs it: draw the teacher, pre-train the base model (1000
@@ -460,6 +488,12 @@ def main(argv=None) -> dict:
             if ev and sa:
                 print(f"event path / sampled path (0/1 outcome, N=128, {s} seeds, {mode}): "
                       f"{sa['s_per_step'] / ev['s_per_step']:.1f}x")
+    sa = by.get(("pg_outcome01_sample", 1, "single"))
+    if sa:
+        floor = shared_floor(steps, reps)
+        rows.append(floor)
+        print(f"contexts + y* alone (batch 1024, both paths): {floor['s_per_step'] * 1e3:.2f} ms per step, so the "
+              f"event path is at most {sa['s_per_step'] / floor['s_per_step']:.1f}x the sampled path here")
     date = datetime.date.today().isoformat()
     result = {
         "machine": machine_name(),
