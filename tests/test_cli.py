@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from lpg import cli
-from lpg.experiments import _orm_vs_prm
+from lpg import experiments
 from lpg.results import FILES, read_results
 
 # A tiny ORM-vs-PRM configuration shared by every test here (the same for figure1 and
@@ -50,7 +50,6 @@ def test_list_names_every_experiment(capsys):
 
 
 def test_a_broken_experiment_module_does_not_hide_the_others(tmp_path, monkeypatch, capsys):
-    import lpg.experiments as experiments
 
     (tmp_path / "broken_demo.py").write_text("raise RuntimeError('half-edited module')\n")
     monkeypatch.setattr(experiments, "__path__", [*experiments.__path__, str(tmp_path)])
@@ -85,7 +84,7 @@ def test_bad_arguments_exit_2_naming_the_setting(argv, named, capsys, monkeypatc
     def never(*a, **k):
         raise AssertionError("nothing may run when the arguments are bad")
 
-    monkeypatch.setattr(_orm_vs_prm, "sweep", never)
+    monkeypatch.setattr(experiments, "sweep", never)
     code, out, err = run_cli(argv, capsys)
     assert code == 2
     assert named in err
@@ -158,7 +157,7 @@ def test_interrupted_run_leaves_complete_files_and_resumes_identically(tmp_path,
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     argv = [sys.executable, "-m", "lpg.cli", "run", "barrier", "--seeds", "4", *args, "--out", str(out)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    first = out / "checkpoint" / "chunk_000000.npz"
+    first = out / "checkpoint" / "runs" / "chunk_000000.npz"
     deadline = time.monotonic() + 240
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -176,7 +175,7 @@ def test_interrupted_run_leaves_complete_files_and_resumes_identically(tmp_path,
                 [z[k] for k in z.files]
         elif p.suffix == ".json":
             json.loads(p.read_text())
-    chunks = sorted((out / "checkpoint").glob("chunk_*.npz"))
+    chunks = sorted((out / "checkpoint" / "runs").glob("chunk_*.npz"))
     assert 1 <= len(chunks) < 4
     # Resume, then compare with an uninterrupted run of the same command.
     code, _, _ = run_cli(["run", "barrier", "--seeds", "4", *args, "--out", str(out), "--resume"], capsys)

@@ -184,8 +184,7 @@ class TokenBestOfM(_BestOfMBase):
         if self.step_unit != "token":
             return super()._update(state, problem, xs, ys, coef, log_q, hyper)
         w = token_steps(problem.fmap, state.w, xs, ys, coef * hyper.lr)
-        new = common.TrainState(w, state.opt_state, state.step + 1, jnp.logaddexp(state.log_queries, log_q),
-                                state.mistakes)
+        new = state._replace(w=w, step=state.step + 1, log_queries=jnp.logaddexp(state.log_queries, log_q))
         return new, common.tree_norm(jax.tree_util.tree_map(jnp.subtract, w, state.w))
 
     def _event_one(self, w, key, problem, x, y, hyper):

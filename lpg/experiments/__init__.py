@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lpg.results import read_results, write_results
+from lpg.results import clear_results, read_results, write_results
 from lpg.sweep import sweep
 
 REGISTRY: dict[str, "Experiment"] = {}
@@ -54,6 +54,8 @@ class Experiment:
         ``summary["timing"]`` (plus ``total_s`` where :attr:`record_total`)."""
         t0 = time.perf_counter()
         out_dir = Path(out_dir)
+        if not resume:
+            clear_results(out_dir)
         arrays, timing = self.compute(config, seeds=seeds, out_dir=out_dir, resume=resume)
         summary = self.summarise(arrays, config)
         summary["timing"] = {**timing, "total_s": time.perf_counter() - t0} if self.record_total else timing
@@ -79,12 +81,12 @@ class Experiment:
         raise NotImplementedError
 
     def sweep_part(self, fn, grid, config: dict[str, Any], *, seeds: int, out_dir: Path, resume: bool, part: str,
-                   desc: str | None = None, **facts):
+                   desc: str | None = None, vmap_size: int | str | None = None, **facts):
         """One of the experiment's sweeps, checkpointed under ``out_dir/checkpoint/part``
         and resumable only with the same ``config`` and ``facts``."""
         return sweep(fn, grid, seeds=seeds, chunk_size=config["chunk_size"] or None,
                      out_dir=Path(out_dir) / "checkpoint" / part, resume=resume, desc=f"{self.name}:{desc or part}",
-                     fingerprint={"experiment": self.name, **facts, "config": config})
+                     fingerprint={"experiment": self.name, **facts, "config": config}, vmap_size=vmap_size)
 
     def table(self, summary: dict) -> str:
         """A short text table of the summary, printed by ``lpg run``."""

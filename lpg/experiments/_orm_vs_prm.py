@@ -31,8 +31,7 @@ from lpg import _checks, plotting
 from lpg.algorithms.common import OPTIMIZERS
 from lpg.algorithms.pg import BASELINES, LOSS_NORMS
 from lpg.experiments import Experiment
-from lpg.results import clear_results, read_results, summarise, write_results
-from lpg.sweep import sweep
+from lpg.results import summarise
 
 LN10 = math.log(10.0)
 ALGS = ("orm", "prm")
@@ -287,30 +286,22 @@ def figure(arrays: dict, config: dict, out_dir: Path, name: str) -> list[Path]:
 
 
 class OrmVsPrm(Experiment):
-    """Shared ``run``/``plot``/``table`` of ``figure1`` and ``barrier``."""
+    """Shared ``compute``/``draw``/``table`` of ``figure1`` and ``barrier``."""
 
     validate = staticmethod(validate)
 
-    def run(self, config: dict, *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
-        chunk = config["chunk_size"] or None
-        if not resume:
-            clear_results(out_dir)
-        result = sweep(
-            make_run(config), {}, seeds=seeds, chunk_size=chunk, out_dir=Path(out_dir) / "checkpoint",
-            resume=resume, desc=self.name, fingerprint={"experiment": self.name, "config": config},
-            vmap_size={-1: "auto", 0: None}.get(config["vmap_size"], config["vmap_size"]),
-        )
+    summarise = staticmethod(summary_of)
+
+    def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
+        vmap_size = {-1: "auto", 0: None}.get(config["vmap_size"], config["vmap_size"])
+        result = self.sweep_part(make_run(config), {}, config, seeds=seeds, out_dir=out_dir, resume=resume,
+                                 part="runs", desc="runs", vmap_size=vmap_size)
         arrays = flatten(result.outputs)
         arrays["seed"] = result.seed
-        summary = summary_of(arrays, config)
-        summary["timing"] = {"compile_s": result.compile_s, "run_s": result.run_s}
-        write_results(out_dir, config={"experiment": self.name, "seeds": int(seeds), **config},
-                      arrays=arrays, summary=summary)
-        return summary
+        return arrays, {"compile_s": result.compile_s, "run_s": result.run_s}
 
-    def plot(self, out_dir: Path) -> list[Path]:
-        config, arrays, _ = read_results(out_dir)
-        return figure(arrays, config, Path(out_dir), self.name)
+    def draw(self, arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
+        return figure(arrays, config, out_dir, self.name)
 
     def table(self, summary: dict) -> str:
         t = summary["timing"]

@@ -26,8 +26,7 @@ from lpg.algorithms.common import OPTIMIZERS
 from lpg.algorithms.sgd import LOSS_NORMS
 from lpg.experiments import Experiment, register
 from lpg.metrics import likelihood_cdf, likelihood_quantile, log_alpha_tail
-from lpg.results import clear_results, read_results, summarise, write_results
-from lpg.sweep import sweep
+from lpg.results import summarise
 from lpg.tasks import CONTEXTS
 
 LN10 = math.log(10.0)
@@ -142,25 +141,19 @@ class Figure2(Experiment):
         _checks.positive("lr", config["lr"])
         _checks.in_open("eps_min", config["eps_min"], 0.0, 0.99)
 
-    def run(self, config: dict, *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
-        if not resume:
-            clear_results(out_dir)
-        result = sweep(make_run(config), {}, seeds=seeds, chunk_size=config["chunk_size"] or None,
-                       out_dir=Path(out_dir) / "checkpoint", resume=resume, desc=self.name,
-                       fingerprint={"experiment": self.name, "config": config})
+    summarise = staticmethod(summary_of)
+
+    def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
+        result = self.sweep_part(make_run(config), {}, config, seeds=seeds, out_dir=out_dir, resume=resume,
+                                 part="runs", desc="runs")
         arrays = {k: np.asarray(v) for k, v in result.outputs.items()}
         arrays["step"] = arrays["step"][:1]
         arrays["seed"] = result.seed
         arrays["log10_alpha"] = alpha_grid(config)
         arrays["eps"] = eps_grid(config)
-        summary = summary_of(arrays, config)
-        summary["timing"] = {"compile_s": result.compile_s, "run_s": result.run_s}
-        write_results(out_dir, config={"experiment": self.name, "seeds": int(seeds), **config},
-                      arrays=arrays, summary=summary)
-        return summary
+        return arrays, {"compile_s": result.compile_s, "run_s": result.run_s}
 
-    def plot(self, out_dir: Path) -> list[Path]:
-        config, a, _ = read_results(out_dir)
+    def draw(self, a: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
         steps = np.asarray(a["step"]).reshape(-1)
         la, eps = a["log10_alpha"], a["eps"]
         uniform = -config["N"] * math.log10(config["k"])
