@@ -37,16 +37,6 @@ def correct_prefix_length(y, y_star, length=None) -> jax.Array:
     return leading_true(y == y_star, length)
 
 
-def correct_prefix(y, y_star, length=None) -> jax.Array:
-    """Boolean ``(N,)``: ``y_1..i = y*_1..i`` (False at padding)."""
-    return prefix_mask(correct_prefix_length(y, y_star, length), y.shape[0])
-
-
-def prefix_mask(prefix_len, n: int) -> jax.Array:
-    """Boolean ``(n,)``: ``True`` at the first ``prefix_len`` positions."""
-    return jnp.arange(n) < prefix_len
-
-
 def outcome_reward(y, y_star, length=None, signed: bool = False) -> jax.Array:
     """``r(x, y) = 1[y = y*]`` (or ``±1`` when ``signed``), comparing real positions only."""
     mask = position_mask(y.shape[0], length)
@@ -61,7 +51,7 @@ def process_rewards(y, y_star, length=None, signed: bool = False) -> jax.Array:
 
 def prefix_rewards(prefix_len, n: int, length=None, signed: bool = False) -> jax.Array:
     """The process rewards of a response whose correct-prefix length is ``prefix_len``."""
-    r = _signed(prefix_mask(prefix_len, n), signed)
+    r = _signed(jnp.arange(n) < prefix_len, signed)
     return jnp.where(position_mask(n, length), r, 0.0)
 
 

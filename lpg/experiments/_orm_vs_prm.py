@@ -295,7 +295,7 @@ class OrmVsPrm(Experiment):
     def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
         vmap_size = {-1: "auto", 0: None}.get(config["vmap_size"], config["vmap_size"])
         result = self.sweep_part(make_run(config), {}, config, seeds=seeds, out_dir=out_dir, resume=resume,
-                                 part="runs", desc="runs", vmap_size=vmap_size)
+                                 part="runs", vmap_size=vmap_size)
         arrays = flatten(result.outputs)
         arrays["seed"] = result.seed
         return arrays, {"compile_s": result.compile_s, "run_s": result.run_s}

@@ -145,7 +145,7 @@ class Figure2(Experiment):
 
     def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
         result = self.sweep_part(make_run(config), {}, config, seeds=seeds, out_dir=out_dir, resume=resume,
-                                 part="runs", desc="runs")
+                                 part="runs")
         arrays = {k: np.asarray(v) for k, v in result.outputs.items()}
         arrays["step"] = arrays["step"][:1]
         arrays["seed"] = result.seed

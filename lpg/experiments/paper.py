@@ -210,13 +210,10 @@ def write_report(out_dir: Path, results: dict) -> Path:
 
 
 def _same_config(sub: Path, name: str, config: dict, seeds: int) -> bool:
-    try:
-        stored = json.loads((sub / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
     from lpg.results import code_digest, to_jsonable
 
     try:
+        stored = json.loads((sub / "config.json").read_text())
         same_code = json.loads((sub / "env.json").read_text()).get("lpg_code") == code_digest()
     except (OSError, json.JSONDecodeError):
         return False
