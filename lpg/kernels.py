@@ -60,6 +60,13 @@ def _prev_rows(W2) -> jax.Array:
     return jnp.concatenate([jnp.zeros((1, W2.shape[-1]), W2.dtype), W2], axis=-2)
 
 
+def _prev_rows_index(ys) -> jax.Array:
+    """The table row of each position's previous token, ``prev + 1`` (``0``: ``START``),
+    along the last axis of int32 ``ys``."""
+    start = jnp.zeros(ys.shape[:-1] + (1,), jnp.int32)
+    return jnp.concatenate([start, ys[..., :-1] + 1], axis=-1)
+
+
 def _cumsum_last(p) -> jax.Array:
     """Cumulative sum over the last (short) axis as a matmul with a triangle of ones:
     several times faster than XLA's cumsum on CPU. ``HIGHEST`` keeps full float32 on
@@ -146,7 +153,7 @@ def bigram_weighted_grad(w: BigramParams, xs, ys, coef, length=None) -> BigramPa
     coef = jnp.asarray(coef, dtype)
     c = jnp.where(mask, coef if coef.ndim == 2 else coef[:, None], 0.0).astype(dtype)
     ys = ys.astype(jnp.int32)
-    prev1 = jnp.concatenate([jnp.zeros((B, 1), jnp.int32), ys[:, :-1] + 1], axis=1)  # prev + 1
+    prev1 = _prev_rows_index(ys)
     row = jnp.arange(B, dtype=jnp.int32)[:, None]
     C = _weighted_hist(row * (k + 1) + prev1, c, B * (k + 1)).reshape(B, k + 1)
     Hy = _weighted_hist(row * k + ys, c, B * k).reshape(B, k)
@@ -167,7 +174,7 @@ def bigram_token_steps(w: BigramParams, xs, ys, coef) -> BigramParams:
     dtype = w.W1.dtype
     xs = xs.astype(dtype)
     ys = ys.astype(jnp.int32)
-    prev1 = jnp.concatenate([jnp.zeros((B, 1), jnp.int32), ys[:, :-1] + 1], axis=1)  # prev + 1
+    prev1 = _prev_rows_index(ys)
     x_sq = jnp.sum(xs * xs, axis=-1)
     hi = jax.lax.Precision.HIGHEST
 
@@ -224,6 +231,6 @@ def bigram_token_log_probs(w: BigramParams, x, y, length=None) -> jax.Array:
     logits = code[None, :] + _prev_rows(w.W2)
     log_z = jax.nn.logsumexp(logits, axis=-1)  # (k + 1,)
     y = y.astype(jnp.int32)
-    prev1 = jnp.concatenate([jnp.zeros((1,), jnp.int32), y[:-1] + 1])
+    prev1 = _prev_rows_index(y)
     lp = logits[prev1, y] - log_z[prev1]
     return jnp.where(jnp.arange(N) < (N if length is None else length), lp, 0.0)
