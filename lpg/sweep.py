@@ -294,14 +294,19 @@ def _batched(one, n_dev: int, c: int, vmap_size: int | None):
     return batched
 
 
+def _none_or_count(name: str, value, allowed: str = "None or an integer >= 1") -> int | None:
+    """``value`` must be ``None`` or an integer ``>= 1``; returned as a Python int."""
+    bad = isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+    if value is not None and bad:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return None if value is None else int(value)
+
+
 def _check_vmap_size(vmap_size) -> int | None:
     """``vmap_size`` validated, with ``"auto"`` resolved for the default backend."""
     if isinstance(vmap_size, str) and vmap_size == "auto":
         return auto_vmap_size()
-    bad = isinstance(vmap_size, bool) or not isinstance(vmap_size, (int, np.integer)) or vmap_size < 1
-    if vmap_size is not None and bad:
-        raise ValueError(f"vmap_size must be None, 'auto' or an integer >= 1, got {vmap_size!r}")
-    return None if vmap_size is None else int(vmap_size)
+    return _none_or_count("vmap_size", vmap_size, "None, 'auto' or an integer >= 1")
 
 
 def auto_vmap_size() -> int | None:
@@ -357,13 +362,11 @@ def sweep(
         raise ValueError(f"fn must be callable, got {fn!r}")
     settings, seed = run_axis(grid, seeds)
     R = int(seed.shape[0])
-    bad_chunk = isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
-    if chunk_size is not None and bad_chunk:
-        raise ValueError(f"chunk_size must be None or an integer >= 1, got {chunk_size!r}")
+    chunk_size = _none_or_count("chunk_size", chunk_size)
     vmap_size = _check_vmap_size(vmap_size)
     devices = jax.devices()
     n_dev = len(devices)
-    c = min(int(chunk_size) if chunk_size is not None else R, R)
+    c = min(chunk_size if chunk_size is not None else R, R)
     c = -(-c // n_dev) * n_dev
     n_chunks = -(-R // c)
     show = sys.stderr.isatty() if progress is None else bool(progress)
