@@ -71,6 +71,11 @@ class SweepResult(NamedTuple):
     compile_s: float
     run_s: float
 
+    @property
+    def timing(self) -> dict:
+        """``{"compile_s", "run_s"}``, as experiments record it in ``summary.json``."""
+        return {"compile_s": self.compile_s, "run_s": self.run_s}
+
 
 def _check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:

@@ -298,7 +298,7 @@ class OrmVsPrm(Experiment):
                                  part="runs", vmap_size=vmap_size)
         arrays = flatten(result.outputs)
         arrays["seed"] = result.seed
-        return arrays, {"compile_s": result.compile_s, "run_s": result.run_s}
+        return arrays, result.timing
 
     def draw(self, arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
         return figure(arrays, config, out_dir, self.name)

@@ -307,7 +307,7 @@ class Baselines(Experiment):
                 arrays[f"{v}_{key}"] = value
             arrays[f"{v}_log10_alpha"] = result.settings["log10_alpha"]
             arrays[f"{v}_seed"] = result.seed
-            timing[v] = {"compile_s": result.compile_s, "run_s": result.run_s}
+            timing[v] = result.timing
         return arrays, timing
 
     summarise = staticmethod(summary_of)

@@ -151,7 +151,7 @@ class Figure2(Experiment):
         arrays["seed"] = result.seed
         arrays["log10_alpha"] = alpha_grid(config)
         arrays["eps"] = eps_grid(config)
-        return arrays, {"compile_s": result.compile_s, "run_s": result.run_s}
+        return arrays, result.timing
 
     def draw(self, a: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
         steps = np.asarray(a["step"]).reshape(-1)

@@ -397,7 +397,7 @@ class LqGoverns(Experiment):
                 for key, value in {**result.outputs, **result.settings}.items():
                     arrays[f"{v}_{key}"] = np.asarray(value)[sel]
                 arrays[f"{v}_seed"] = result.seed[sel]
-            timing[name] = {"compile_s": result.compile_s, "run_s": result.run_s}
+            timing[name] = result.timing
         return arrays, timing
 
     summarise = staticmethod(summary_of)

@@ -301,7 +301,7 @@ class Online(Experiment):
             arrays[f"run{i}_error"] = result.outputs["error"]
             arrays[f"run{i}_mistakes"] = result.outputs["mistakes"]
             arrays[f"run{i}_seed"] = result.seed
-            timing[f"N{N}_gamma{g:g}"] = {"compile_s": result.compile_s, "run_s": result.run_s}
+            timing[f"N{N}_gamma{g:g}"] = result.timing
         return arrays, timing
 
     summarise = staticmethod(summary_of)

@@ -388,7 +388,7 @@ class PretrainBarrier(Experiment):
             arrays[f"gamma{g:g}_weights"] = result.outputs["weights"]
             arrays[f"gamma{g:g}_eps"] = result.settings["eps"]
             arrays[f"gamma{g:g}_seed"] = result.seed
-            timing[f"gamma{g:g}"] = {"compile_s": result.compile_s, "run_s": result.run_s}
+            timing[f"gamma{g:g}"] = result.timing
         return arrays, timing
 
     summarise = staticmethod(summary_of)

@@ -303,7 +303,7 @@ class SgdLr(Experiment):
                 arrays[f"{rule}_error"] = result.outputs["error"][sel]
                 arrays[f"{rule}_N"] = result.settings["N"][sel]
                 arrays[f"{rule}_seed"] = result.seed[sel]
-            timing[tag] = {"compile_s": result.compile_s, "run_s": result.run_s}
+            timing[tag] = result.timing
         arrays["step"] = np.arange(0, config["steps"] + 1, config["log_every"], dtype=np.int64)
         return arrays, timing
 
