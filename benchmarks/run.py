@@ -82,20 +82,21 @@ def workloads() -> list[Workload]:
     pg = dict(optimizer="adagrad", loss_norm="token", batch_size=1024)
     big_n = 1024
     return [
-        Workload("pg_outcome", lambda: lpg.PolicyGradient("outcome", signed=True, baseline="batch_mean", **pg),
+        Workload("pg_outcome",
+                 lambda: lpg.PolicyGradient(lpg.rewards.Outcome(signed=True), advantage="batch_mean", **pg),
                  1024, 128, "pg_sample", "sampled", FIG1_PG_STEPS, peer="pg_outcome"),
-        Workload("pg_process", lambda: lpg.PolicyGradient("process", signed=True, baseline="none", **pg),
+        Workload("pg_process", lambda: lpg.PolicyGradient(lpg.rewards.Process(signed=True), **pg),
                  1024, 128, "pg_sample", "sampled", FIG1_PG_STEPS, peer="pg_process"),
         Workload("supervised", lambda: lpg.SGD(batch_size=256, optimizer="adagrad", loss_norm="token"),
                  256, 128, "supervised", "trained", FIG1_SUP_STEPS, peer="supervised"),
-        Workload("pg_outcome01_event", lambda: lpg.PolicyGradient("outcome", path="event", **pg),
+        Workload("pg_outcome01_event", lambda: lpg.PolicyGradient("outcome", event_path=True, **pg),
                  1024, 128, "pg_event", "simulated", FIG1_PG_STEPS),
-        Workload("pg_outcome01_sample", lambda: lpg.PolicyGradient("outcome", path="sample", **pg),
+        Workload("pg_outcome01_sample", lambda: lpg.PolicyGradient("outcome", event_path=False, **pg),
                  1024, 128, "pg_sample", "sampled", FIG1_PG_STEPS),
-        Workload("best_of_m_event", lambda: lpg.BestOfM(batch_size=256, path="event"),
+        Workload("best_of_m_event", lambda: lpg.BestOfM(batch_size=256),
                  256, big_n, "best_of_m_event", "teacher_forced", FIG1_PG_STEPS,
                  hyper=dict(lr=1.0, log_m=big_n * math.log(32))),
-        Workload("token_best_of_m_event", lambda: lpg.TokenBestOfM(batch_size=256, path="event"),
+        Workload("token_best_of_m_event", lambda: lpg.TokenBestOfM(batch_size=256),
                  256, big_n, "token_best_of_m_event", "teacher_forced", FIG1_PG_STEPS,
                  hyper=dict(lr=1.0, log_m=math.log(32))),
     ]
@@ -327,8 +328,9 @@ def figure1_program():
     ``figure1`` experiment runs it: draw the teacher, pre-train the base model (1000
     supervised steps), then 4000 PG steps with each reward, evaluated every 50 steps.
     Everything derives from the key, so nothing is folded into the compiled program."""
-    pg = dict(optimizer="adagrad", loss_norm="token", batch_size=1024, signed=True)
-    algs = (lpg.PolicyGradient("outcome", baseline="batch_mean", **pg), lpg.PolicyGradient("process", baseline="none", **pg))
+    pg = dict(optimizer="adagrad", loss_norm="token", batch_size=1024)
+    algs = (lpg.PolicyGradient(lpg.rewards.Outcome(signed=True), advantage="batch_mean", **pg),
+            lpg.PolicyGradient(lpg.rewards.Process(signed=True), **pg))
     h = lpg.hyper(lr=0.1)
 
     def run(key):

@@ -23,9 +23,11 @@ problem = lpg.make_problem(task, key=jax.random.PRNGKey(1), n_test=256, track_x=
 base = lpg.pretrain(problem, jax.random.PRNGKey(2), steps=150)  # supervised base model q0 (Adagrad)
 problem = lpg.make_problem(task, key=jax.random.PRNGKey(1), n_test=256, track_x=task.centres, base=base)
 
-# On-policy policy gradient with ±1 rewards, as in the paper's Figure 1.
-orm = lpg.PolicyGradient("outcome", signed=True, baseline="batch_mean", batch_size=128, optimizer="adagrad")
-prm = lpg.PolicyGradient("process", signed=True, batch_size=128, optimizer="adagrad")
+# On-policy policy gradient with ±1 rewards, as in the paper's Figure 1: the reward, the
+# advantage and the behaviour policy are objects (lpg.rewards, lpg.advantages, lpg.behaviours).
+orm = lpg.PolicyGradient(lpg.rewards.Outcome(signed=True), advantage=lpg.advantages.BatchMean(), batch_size=128,
+                         optimizer="adagrad")
+prm = lpg.PolicyGradient(lpg.rewards.Process(signed=True), batch_size=128, optimizer="adagrad")
 for name, alg in [("ORM", orm), ("PRM", prm)]:
     run = lambda key: lpg.train(alg, problem, lpg.hyper(lr=0.1), key, steps=steps, log_every=steps // 2).curves
     curves = sweep(run, {}, seeds=4).outputs  # 4 seeds in one compiled, vmapped call

@@ -78,6 +78,18 @@ def one_of(name: str, value, allowed: Iterable[str]) -> str:
     return value
 
 
+def strategy(kind: str, spec, registry: dict, base: type, **kwargs):
+    """The strategy object ``spec`` names: ``spec`` itself if it is a ``base``, else a new
+    ``registry[spec](**kwargs)`` for a short name (the one place where the CLI's and the
+    convenience constructors' names become objects)."""
+    if isinstance(spec, base):
+        return spec
+    if isinstance(spec, str) and spec in registry:
+        return registry[spec](**kwargs)
+    raise ValueError(f"{kind} must be one of {', '.join(map(repr, registry))} or an "
+                     f"{base.__module__}.{base.__name__}, got {spec!r}")
+
+
 def shape(name: str, array, expected: Sequence[int | None]) -> None:
     """``array.shape`` must match ``expected`` (``None`` matches any size)."""
     got = tuple(np.shape(array))

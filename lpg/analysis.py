@@ -13,7 +13,10 @@ zero exactly where the claim is hardest; here they are kept:
   log-linear) axes, with a bootstrap over seeds (runs resampled within each ``x``) for a
   95% interval.
 * :func:`theory_curve` draws a theory exponent with its constant fitted to the data, the
-  overlay of every scaling figure.
+  overlay of every scaling figure;
+* :func:`slope_record` / :func:`fit_record` are the records ``summary.json`` keeps of a
+  fitted exponent (estimate, interval, theory, acceptance range and :func:`verdict`);
+* :func:`log_mean_lik` averages likelihoods given as logs without leaving log space.
 
 Times may be anything monotone — iterations, queries, or natural-log queries (pass
 ``log_y=False`` when the values are already logarithms, e.g. ``ln(32^128)`` queries).
@@ -275,3 +278,93 @@ def affine_fit(x, times, censored, *, n_boot: int = 2000, seed: int = 0) -> dict
     boot = np.array([fit(meds) for meds in boot_meds])
     ci = lambda v: [float(q) for q in np.nanpercentile(v, [2.5, 97.5])]  # noqa: E731
     return {"intercept": float(a), "per_x": float(b), "intercept_ci": ci(boot[:, 0]), "per_x_ci": ci(boot[:, 1])}
+
+
+# ---------------------------------------------------------------------------------
+# Slope records and verdicts
+# ---------------------------------------------------------------------------------
+
+
+def slope_record(fit: dict, theory: float, *, accept=None, log_x: bool = True, log_y: bool = True, note: str = "",
+                 claim: str = "") -> dict:
+    """``summary.json``'s ``slopes.<name>``: the fit (estimate, 95% CI, regime, counts of
+    points, censored runs and not-estimable points), the theory exponent, the acceptance
+    range and the verdict."""
+    rec = {
+        "estimate": fit["estimate"],
+        "ci": fit["ci"],
+        "theory": theory,
+        "regime": fit["regime"],
+        "axes": f"{'log ' if log_y else ''}y vs {'log ' if log_x else ''}x",
+        "n_points": fit["n_points"],
+        "n_runs": fit["n_runs"],
+        "n_censored": fit["n_censored"],
+        "n_unestimable": fit["n_unestimable"],
+        "points": fit["points"],
+    }
+    if accept is not None:
+        rec["accept"] = [float(accept[0]), float(accept[1])]
+    rec["verdict"] = verdict(rec)
+    if claim:
+        rec["claim"] = claim
+    if note:
+        rec["note"] = note
+    return rec
+
+
+def verdict(rec: dict) -> str:
+    """``"confirmed"`` when the estimate lies in the acceptance range, ``"not confirmed"``
+    when it does not, ``"not estimable"`` without an estimate, ``"reported"`` without a
+    range."""
+    est = rec.get("estimate")
+    if est is None or not math.isfinite(est):
+        return "not estimable"
+    if "accept" not in rec:
+        return "reported"
+    lo, hi = rec["accept"]
+    return "confirmed" if lo <= est <= hi else "not confirmed"
+
+
+def fit_record(x, times, censored, *, theory: float, accept=None, log_x=True, log_y=True, regime=None,
+               n_boot: int = 2000, seed: int = 0, note: str = "", claim: str = "") -> dict:
+    """:func:`lpg.analysis.fit_slope` on per-run arrays, as a :func:`slope_record`."""
+    fit = fit_slope(x, times, censored, log_x=log_x, log_y=log_y, regime=regime, n_boot=n_boot, seed=seed)
+    return slope_record(fit, theory, accept=accept, log_x=log_x, log_y=log_y, note=note, claim=claim)
+
+
+def fmt_slope(rec: dict) -> str:
+    est = rec.get("estimate")
+    if est is None or not math.isfinite(est):
+        return "n/a"
+    lo, hi = rec["ci"]
+    lo = "?" if lo is None else f"{lo:.3g}"
+    hi = "?" if hi is None else f"{hi:.3g}"
+    return f"{est:.3g} [{lo}, {hi}]"
+
+
+def slopes_table(slopes: dict) -> str:
+    """A text table of ``slopes``: name | theory | measured (95% CI) | regime | censored | verdict."""
+    rows = [("slope", "theory", "measured [95% CI]", "regime", "cens/runs", "verdict")]
+    for name, rec in slopes.items():
+        theory = rec.get("theory")
+        reg = rec.get("regime") or [None, None]
+        reg_s = "n/a" if reg[0] is None else f"[{reg[0]:.3g}, {reg[1]:.3g}]"
+        rows.append((name, "n/a" if theory is None else f"{theory:.3g}", fmt_slope(rec), reg_s,
+                     f"{rec.get('n_censored', 0)}/{rec.get('n_runs', 0)}", rec.get("verdict", "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def log_mean_lik(log_lik, mask) -> np.ndarray:
+    """``log mean_{j ∈ mask} exp(ℓ_j)`` over the last axis (``nan`` for an empty mask).
+    ``log_lik (S, …, M)``, ``mask (S, M)``."""
+    ll = np.asarray(log_lik, np.float64)
+    mask = np.asarray(mask, bool)
+    m = np.broadcast_to(mask.reshape(mask.shape[0], *([1] * (ll.ndim - 2)), mask.shape[1]), ll.shape)
+    masked = np.where(m, ll, -np.inf)
+    n = m.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        peak = np.max(masked, axis=-1, keepdims=True)
+        safe = np.where(np.isfinite(peak), peak, 0.0)
+        out = safe[..., 0] + np.log(np.sum(np.exp(masked - safe), axis=-1)) - np.log(n)
+    return np.where(n > 0, out, np.nan)

@@ -27,15 +27,19 @@ row-shifted softmax table when any is too small (tests cover both).
 Every function here agrees with the plain JAX reference path that serves any other
 feature map (``tests/test_kernels.py``): the same samples for the same uniforms up to
 float32 rounding at CDF boundaries, the same gradients to float32 tolerance, the same
-``y*`` exactly. :func:`fast_bigram` decides when a fast path applies.
+``y*`` exactly. :class:`lpg.features.Bigram` decides when a fast path applies.
+
+``w`` is a :class:`lpg.features.BigramParams` (``W1 (d, k)``, ``W2 (k, k)``).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
 
-from lpg.features import START, Bigram, BigramParams
+from lpg.optim import adaptive_scale
+from lpg.policy import START
 
 _UNROLL = 8
 """Unroll of the teacher's gather loop: fewer loop iterations for XLA to schedule, at a
@@ -46,21 +50,12 @@ _ARGMAX_UNROLL_MAX_K = 64
 argmax reduction is an order of magnitude slower on CPU); above it, ``jnp.argmax``."""
 
 
-def fast_bigram(fmap, n: int | None = None) -> bool:
-    """Whether the bigram fast paths apply: exactly the paper's :class:`Bigram` map (a
-    subclass may change ``step_logits``), and, for the row tables, ``k + 1 <= n``
-    (otherwise building ``k + 1`` rows costs more than the ``n`` the loop visits)."""
-    if type(fmap) is not Bigram:
-        return False
-    return n is None or fmap.k + 1 <= n
-
-
-def _prev_rows(W2) -> jax.Array:
+def _prev_rows(W2: Float[Array, "k k"]) -> Float[Array, "k+1 k"]:
     """``(k + 1, k)``: row 0 is the ``START`` row (zeros), row ``j + 1`` is ``W2[j]``."""
     return jnp.concatenate([jnp.zeros((1, W2.shape[-1]), W2.dtype), W2], axis=-2)
 
 
-def _prev_rows_index(ys) -> jax.Array:
+def _prev_rows_index(ys: Int[Array, "*b N"]) -> Int[Array, "*b N"]:
     """The table row of each position's previous token, ``prev + 1`` (``0``: ``START``),
     along the last axis of int32 ``ys``."""
     start = jnp.zeros(ys.shape[:-1] + (1,), jnp.int32)
@@ -76,7 +71,7 @@ def _cumsum_last(p) -> jax.Array:
     return jnp.matmul(p, tri, precision=jax.lax.Precision.HIGHEST)
 
 
-def bigram_cdf_table(w: BigramParams, x) -> jax.Array:
+def bigram_cdf_table(w, x: Float[Array, "d"]) -> Float[Array, "k+1 k"]:
     """Unnormalised CDF of the next token for every previous token: ``(k + 1, k)``,
     row ``prev + 1`` (row 0: ``START``), each row from ``exp(logits − max logits)``."""
     logits = (x @ w.W1)[None, :] + _prev_rows(w.W2)
@@ -84,7 +79,7 @@ def bigram_cdf_table(w: BigramParams, x) -> jax.Array:
     return _cumsum_last(p)
 
 
-def bigram_sample(w: BigramParams, x, us) -> jax.Array:
+def bigram_sample(w, x: Float[Array, "d"], us: Float[Array, "n"]) -> Int[Array, "n"]:
     """``y ~ p_w(·|x)`` for the bigram policy with the given uniforms ``us`` (one per
     token, shape ``(n,)``): ``y_i`` is the first ``y`` with ``CDF(y) > u_i·CDF(k−1)``
     (inverse CDF, as :func:`lpg.policy.sample_from_logits`). Returns int32 ``(n,)``."""
@@ -102,7 +97,7 @@ def bigram_sample(w: BigramParams, x, us) -> jax.Array:
     return ys
 
 
-def bigram_softmax_table(w: BigramParams, xs) -> jax.Array:
+def bigram_softmax_table(w, xs: Float[Array, "B d"]) -> Float[Array, "B k+1 k"]:
     """``p_w(· | x_b, prev = j)`` for every context and previous token: ``(B, k + 1, k)``."""
     logits = (xs @ w.W1)[:, None, :] + _prev_rows(w.W2)[None]
     return jax.nn.softmax(logits, axis=-1)
@@ -113,7 +108,7 @@ _SAFE_NORMALISER = 1e-20
 loses to underflow have probability below ``1e-38 / Z``, far under float32 rounding."""
 
 
-def _expected_one_hots(w: BigramParams, xs, C):
+def _expected_one_hots(w, xs, C):
     """``(Σ_j C[b, j] p(·|x_b, j), Σ_b C[b, j] p(·|x_b, j))`` — shapes ``(B, k)`` and
     ``(k + 1, k)`` — without forming the ``(B, k + 1, k)`` softmax table when that is
     safe: ``p(y|b, j) = E1[b, y] E2[j, y] / Z[b, j]`` with ``E1 = exp(x W1 − max)``,
@@ -142,7 +137,8 @@ def _weighted_hist(index, weights, size: int) -> jax.Array:
     return jnp.zeros((size,), weights.dtype).at[index.ravel()].add(weights.ravel())
 
 
-def bigram_weighted_grad(w: BigramParams, xs, ys, coef, length=None) -> BigramParams:
+def bigram_weighted_grad(w, xs: Float[Array, "B d"], ys: Int[Array, "B N"],
+                         coef: Float[Array, "B"] | Float[Array, "B N"], length=None) -> tuple:
     """``∇_w Σ_b c_b log p_w(y_b|x_b)`` (``coef (B,)``) or
     ``∇_w Σ_{b,i} c_{b,i} log p_w(y_{b,i}|x_b, y_{b,<i})`` (``coef (B, N)``), in closed
     form; positions ``i >= length`` contribute nothing."""
@@ -160,11 +156,11 @@ def bigram_weighted_grad(w: BigramParams, xs, ys, coef, length=None) -> BigramPa
     H = _weighted_hist(prev1 * k + ys, c, (k + 1) * k).reshape(k + 1, k)
     per_context, per_prev = _expected_one_hots(w, xs, C)
     gW1 = jnp.matmul(xs.T.astype(dtype), Hy - per_context, precision=jax.lax.Precision.HIGHEST)
-    return BigramParams(gW1, H[1:] - per_prev[1:])
+    return w._replace(W1=gW1, W2=H[1:] - per_prev[1:])
 
 
-def bigram_token_steps(w: BigramParams, xs, ys, coef) -> BigramParams:
-    """Algorithm 2's token steps (:func:`lpg.algorithms.best_of_m.token_steps`) in closed
+def bigram_token_steps(w, xs: Float[Array, "B d"], ys: Int[Array, "B N"], coef: Float[Array, "B N"]) -> tuple:
+    """Algorithm 2's token steps (:meth:`lpg.features.AbstractFeatureMap.token_steps`) in closed
     form: at position ``i`` the gradient of ``log p(y_{b,i}|·)`` is ``x_b ⊗ r_b`` on ``W1``
     and ``r_b`` on the row ``W2[y_{b,i−1}]`` (none at ``i = 1``), ``r_b = e_{y_{b,i}} − p_b``,
     so ``‖g_b‖² = (‖x_b‖² + [i > 1])·‖r_b‖²`` and the batch mean of the steps is two
@@ -183,9 +179,10 @@ def bigram_token_steps(w: BigramParams, xs, ys, coef) -> BigramParams:
         logits = jnp.matmul(xs, w.W1, precision=hi) + _prev_rows(w.W2)[prev1]
         r = jax.nn.one_hot(y, k, dtype=dtype) - jax.nn.softmax(logits, axis=-1)
         sq = (x_sq + (prev1 > 0)) * jnp.sum(r * r, axis=-1)
-        s = (c / ((4.0 + 2.0 * sq) * B))[:, None] * r
+        s = (adaptive_scale(sq, c) / B)[:, None] * r
         rows = jax.nn.one_hot(prev1 - 1, k, dtype=dtype)  # START (−1) adds to no row
-        return BigramParams(w.W1 + jnp.matmul(xs.T, s, precision=hi), w.W2 + jnp.matmul(rows.T, s, precision=hi)), None
+        return w._replace(W1=w.W1 + jnp.matmul(xs.T, s, precision=hi),
+                          W2=w.W2 + jnp.matmul(rows.T, s, precision=hi)), None
 
     return jax.lax.scan(position, w, (prev1.T, ys.T, jnp.asarray(coef, dtype).T))[0]
 
@@ -209,7 +206,7 @@ def _table_argmax(base, rows) -> jax.Array:
     return arg
 
 
-def teacher_response(A, B, x, N: int) -> jax.Array:
+def teacher_response(A: Float[Array, "k d"], B: Float[Array, "k k"], x: Float[Array, "d"], N: int) -> Int[Array, "N"]:
     """``y*(x)`` of PAPER.md §1 (a drop-in for :func:`lpg.tasks.teacher_response`):
     the next correct token for every previous one is tabulated first,
     ``next[j] = argmax_y (A x + B[:, j])_y``, then the chain is followed by gathers."""
@@ -223,7 +220,7 @@ def teacher_response(A, B, x, N: int) -> jax.Array:
     return ys
 
 
-def bigram_token_log_probs(w: BigramParams, x, y, length=None) -> jax.Array:
+def bigram_token_log_probs(w, x: Float[Array, "d"], y: Int[Array, "N"], length=None) -> Float[Array, "N"]:
     """``log p_w(y_i | x, y_<i)`` (``(N,)``, 0 at padding) from a ``(k + 1)``-row
     log-normaliser table: ``(k + 1)·k`` exponentials instead of ``N·k``."""
     N = y.shape[0]

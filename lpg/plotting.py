@@ -7,6 +7,7 @@ powers of ten (so ``32^-128`` plots as well as ``0.5``), PNG and PDF written ato
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +18,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
+from lpg.analysis import censored_median, theory_curve  # noqa: E402
 from lpg.results import atomic_write_bytes, is_writer  # noqa: E402
+
+LN10 = math.log(10.0)
 
 COLORS = {"orm": "#c0392b", "prm": "#1f5fa8", "base": "#555555"}
 BAND = (2.5, 97.5)
@@ -60,9 +64,13 @@ def band_note(n_seeds: int) -> str:
     return f"line: median over {n_seeds} seeds; band: central 95%" if n_seeds > 1 else "1 seed"
 
 
-def save(fig, out_dir, name: str) -> list[Path]:
-    """Write ``name.png`` and ``name.pdf`` under ``out_dir`` (atomically; process 0 of a
-    multi-process job only); close ``fig``. Returns the paths."""
+def save(fig, out_dir, name: str, title: str | None = None, fontsize: float = 9) -> list[Path]:
+    """Give ``fig`` its ``title`` and a tight layout, write ``name.png`` and ``name.pdf``
+    under ``out_dir`` (atomically; process 0 of a multi-process job only), close ``fig``.
+    Returns the paths."""
+    if title is not None:
+        fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
     paths = [Path(out_dir) / f"{name}.{ext}" for ext in ("png", "pdf")]
     if is_writer():
         for path in paths:
@@ -87,3 +95,69 @@ def coloured_lines(ax, x, curves, values, *, cmap: str = "viridis", label: str =
     bar = ax.figure.colorbar(sm, ax=ax)
     bar.set_label(label)
     return bar
+
+
+# ---------------------------------------------------------------------------------
+# Scaling figures: runs, censored runs, Kaplan–Meier medians, theory overlays
+# ---------------------------------------------------------------------------------
+
+
+def scaling_series(ax, x, log10_y, censored, *, label: str, color, marker: str = "o", ls: str = "-",
+                   jitter: float = 0.0, log_x: bool = True, seed: int = 0):
+    """One series of a scaling figure: every run as a small dot (censored runs as hollow
+    markers at their budget, i.e. lower bounds), the Kaplan–Meier median per ``x`` as a
+    line with markers (points not estimable are left out). Returns ``(xs, medians)``
+    (log10). ``jitter`` spreads runs horizontally (a fraction of a decade, or of the
+    unit for a linear axis) so they do not overlap."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(log10_y, np.float64)
+    c = np.asarray(censored, bool)
+    rng = np.random.default_rng(seed)
+    if jitter:
+        offs = rng.uniform(-jitter, jitter, size=x.shape)
+        xj = x * 10.0**offs if log_x else x + offs
+    else:
+        xj = x
+    ax.scatter(xj[~c], y[~c], s=7, color=color, alpha=0.28, lw=0, zorder=2)
+    if c.any():
+        ax.scatter(xj[c], y[c], s=22, marker=marker, facecolors="white", edgecolors=color, lw=0.9, alpha=0.9,
+                   zorder=3)
+    xs = np.unique(x)
+    med = np.array([censored_median(y[x == v], c[x == v]) for v in xs])
+    ok = np.isfinite(med)
+    ax.plot(xs[ok], med[ok], ls=ls, marker=marker, color=color, ms=4.5, lw=1.8, label=label, zorder=4,
+            markeredgecolor="white", markeredgewidth=0.6)
+    return xs, med
+
+
+def theory_overlay(ax, xs, med_log10, exponent: float, *, color, log_x: bool = True, label=None, ls="--"):
+    """The theory curve with exponent ``exponent`` and its constant fitted to the medians
+    (:func:`lpg.analysis.theory_curve`; ``med_log10``: log10 medians, ``nan`` where not
+    estimable). ``exponent`` is a power of ``x`` (``log_x``) or a rate per unit ``x`` in
+    natural-log units (``log_x=False``: ``Q ∝ e^{exponent·x}``). Drawn over the range of
+    ``xs``."""
+    xs = np.asarray(xs, np.float64)
+    ln_med = np.asarray(med_log10, np.float64) * LN10
+    if not np.isfinite(ln_med).any():
+        return None
+    at_points = theory_curve(xs, ln_med, exponent, log_x=log_x, log_y=False)
+    X = np.log(xs) if log_x else xs
+    const = at_points[0] - exponent * X[0]
+    fine = np.geomspace(xs.min(), xs.max(), 100) if log_x else np.linspace(xs.min(), xs.max(), 100)
+    Xf = np.log(fine) if log_x else fine
+    (line,) = ax.plot(fine, (const + exponent * Xf) / LN10, ls=ls, color=color, lw=1.1, alpha=0.85, label=label,
+                      zorder=1)
+    return line
+
+
+def lower_bound_overlay(ax, xs, log10_bound, *, color="#444444", label=None):
+    """An absolute lower bound (no fitted constant), dotted."""
+    (line,) = ax.plot(xs, log10_bound, ls=":", color=color, lw=1.3, label=label, zorder=1)
+    return line
+
+
+def censored_legend_handle(color="#555555", marker="o"):
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], ls="none", marker=marker, markerfacecolor="white", markeredgecolor=color,
+                  label="censored run (≥ budget)")

@@ -6,6 +6,13 @@
 Both come in 0/1 form (the paper's analysis) and ±1 form (the authors' experiments,
 ``signed=True``). Padding positions (``i >= length``) carry reward 0.
 
+Reward objects. The algorithms take a reward as an :class:`AbstractReward` object
+(:class:`Outcome`, :class:`Process`, or one defined outside lpg), which owns everything
+that depends on it: the reward of a sampled response, the queries it costs, whether an
+exact event path exists (PAPER.md §6) and that path's law (:meth:`AbstractReward.event`).
+A new verifier (a noisy one, a learned one) subclasses :class:`AbstractReward` and
+defines ``__call__`` and ``queries``; ``examples/custom_reward.py`` shows one.
+
 Query accounting. One query is one verifier call on one object (a whole response for
 the ORM, one prefix for the PRM). Counts are carried as natural logarithms
 (``log 0 = -inf``) so ``32^128`` queries are an ordinary float32 (``≈ 443.6``).
@@ -16,13 +23,19 @@ is known to fail without asking, so a response with correct-prefix length ``L`` 
 
 from __future__ import annotations
 
+import abc
+from typing import ClassVar, NamedTuple
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from lpg import _checks
 from lpg.policy import position_mask
 
 
-def leading_true(ok, length=None) -> jax.Array:
+def leading_true(ok: Bool[Array, "*b n"], length=None) -> Int[Array, "*b"]:
     """The number of leading ``True`` entries of ``ok`` along its last axis, counting
     only the first ``length`` positions. Taken at the first ``False``, a min-reduction:
     a cumulative product lowers to an ``O(N²)`` window reduction on CPU."""
@@ -32,24 +45,24 @@ def leading_true(ok, length=None) -> jax.Array:
     return jnp.min(jnp.where(real & ~ok, jnp.arange(n, dtype=jnp.int32), end), axis=-1)
 
 
-def correct_prefix_length(y, y_star, length=None) -> jax.Array:
+def correct_prefix_length(y: Int[Array, "N"], y_star: Int[Array, "N"], length=None) -> Int[Array, ""]:
     """``L``: the number of leading positions where ``y`` agrees with ``y*``."""
     return leading_true(y == y_star, length)
 
 
-def outcome_reward(y, y_star, length=None, signed: bool = False) -> jax.Array:
+def outcome_reward(y: Int[Array, "N"], y_star: Int[Array, "N"], length=None, signed: bool = False) -> Float[Array, ""]:
     """``r(x, y) = 1[y = y*]`` (or ``±1`` when ``signed``), comparing real positions only."""
     mask = position_mask(y.shape[0], length)
     hit = jnp.all((y == y_star) | ~mask)
     return _signed(hit, signed)
 
 
-def process_rewards(y, y_star, length=None, signed: bool = False) -> jax.Array:
+def process_rewards(y: Int[Array, "N"], y_star: Int[Array, "N"], length=None, signed: bool = False) -> Float[Array, "N"]:
     """``r_i = 1[y_1..i = y*_1..i]`` (or ``±1``) for every position, 0 at padding: ``(N,)``."""
     return prefix_rewards(correct_prefix_length(y, y_star, length), y.shape[0], length, signed)
 
 
-def prefix_rewards(prefix_len, n: int, length=None, signed: bool = False) -> jax.Array:
+def prefix_rewards(prefix_len: Int[Array, ""], n: int, length=None, signed: bool = False) -> Float[Array, "n"]:
     """The process rewards of a response whose correct-prefix length is ``prefix_len``."""
     r = _signed(jnp.arange(n) < prefix_len, signed)
     return jnp.where(position_mask(n, length), r, 0.0)
@@ -63,6 +76,114 @@ def _signed(hit, signed: bool):
 def process_queries(prefix_len, length) -> jax.Array:
     """PRM queries spent on one response with correct-prefix length ``L``: ``min(L+1, length)``."""
     return jnp.minimum(prefix_len + 1, length)
+
+
+# ---------------------------------------------------------------------------------
+# Reward objects
+# ---------------------------------------------------------------------------------
+
+
+class Event(NamedTuple):
+    """One batch of verifier calls on ``G`` samples of each of ``B`` contexts, drawn by
+    the exact event path (PAPER.md §6): with 0/1 rewards a sample moves ``w`` only
+    through ``y*`` itself, so only its coefficient on ``y*`` is drawn."""
+
+    coef: Float[Array, "B G *e"]  # weight of y* (per position for a per-token reward)
+    queries: Int[Array, "B G"]  # verifier calls spent on each sample
+    correct: Bool[Array, "B G"]  # the sample is y*
+    outcome: Array  # (B, G): per-sample value whose equality over a group means zero variance
+
+
+class AbstractReward(eqx.Module):
+    """A verifier and the reward it pays.
+
+    ``per_token`` (a class attribute): ``False`` for one reward per response (shape
+    ``()``), ``True`` for one per position (shape ``(N,)``, 0 at padding), weighting
+    ``log p_w(y_i | x, y_<i)`` in the policy gradient. Subclasses define ``__call__``
+    (the reward of a sampled response; ``key`` for verifiers that are random) and
+    ``queries`` (the verifier calls spent on it); one with an exact event path sets
+    :attr:`has_event_path` and defines :meth:`event`."""
+
+    per_token: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def __call__(self, x: Float[Array, "d"], y: Int[Array, "N"], y_star: Int[Array, "N"], length, *,
+                 key: PRNGKeyArray) -> Float[Array, ""] | Float[Array, "N"]:
+        """The reward of response ``y`` to context ``x`` whose correct response is ``y_star``."""
+
+    @abc.abstractmethod
+    def queries(self, x: Float[Array, "d"], y: Int[Array, "N"], y_star: Int[Array, "N"], length) -> Int[Array, ""]:
+        """Verifier calls spent to reward ``y``."""
+
+    @property
+    def has_event_path(self) -> bool:
+        """Whether :meth:`event` draws this reward's updates exactly (PAPER.md §6)."""
+        return False
+
+    def event(self, key: PRNGKeyArray, behaviour, problem, w, xs: Float[Array, "B d"], ys: Int[Array, "B N"],
+              group_size: int) -> Event:
+        """Draw ``G`` samples per context from ``behaviour`` as events (see :class:`Event`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no exact event path")
+
+
+class Outcome(AbstractReward):
+    """The outcome reward ``1[y = y*]`` (``±1`` when ``signed``), one query per response.
+    Its 0/1 form has an exact event path: a sample is ``y*`` with probability
+    ``q(y*|x)`` under the behaviour, a Bernoulli draw teacher-forced on ``y*``."""
+
+    signed: bool = eqx.field(default=False, static=True)
+
+    def __call__(self, x, y, y_star, length, *, key=None):
+        return outcome_reward(y, y_star, length, self.signed)
+
+    def queries(self, x, y, y_star, length):
+        return jnp.ones((), jnp.int32)
+
+    @property
+    def has_event_path(self) -> bool:
+        return not self.signed
+
+    def event(self, key, behaviour, problem, w, xs, ys, group_size):
+        log_q = jax.vmap(lambda x, y: behaviour.log_prob(problem, w, x, y))(xs, ys)
+        correct = jnp.log(jax.random.uniform(key, (xs.shape[0], group_size))) < log_q[:, None]
+        return Event(correct.astype(jnp.float32), jnp.ones(correct.shape, jnp.int32), correct, correct)
+
+
+class Process(AbstractReward):
+    """The process reward ``r_i = 1[y_1..i = y*_1..i]`` (``±1`` when ``signed``), 0 at
+    padding. The verifier is asked prefix by prefix until the first rejection, so a
+    response with correct-prefix length ``L`` costs ``min(L + 1, length)`` queries. Its
+    0/1 form has an exact event path: ``P(L ≥ i) = Π_{j≤i} q(y*_j | x, y*_<j)``."""
+
+    per_token: ClassVar[bool] = True
+    signed: bool = eqx.field(default=False, static=True)
+
+    def __call__(self, x, y, y_star, length, *, key=None):
+        return prefix_rewards(correct_prefix_length(y, y_star, length), y.shape[0], length, self.signed)
+
+    def queries(self, x, y, y_star, length):
+        return process_queries(correct_prefix_length(y, y_star, length), length)
+
+    @property
+    def has_event_path(self) -> bool:
+        return not self.signed
+
+    def event(self, key, behaviour, problem, w, xs, ys, group_size):
+        B, N, length = xs.shape[0], problem.N, problem.length
+        k_coin, k_u = jax.random.split(key)
+        tlp = behaviour.star_token_log_probs(problem, w, xs, ys, k_coin, group_size)  # (B, G, N)
+        L = leading_true(jnp.log(jax.random.uniform(k_u, (B, group_size, N))) < tlp, length)  # (B, G)
+        coef = (jnp.arange(N) < L[..., None]).astype(jnp.float32)
+        return Event(coef, process_queries(L, length), L == length, L)
+
+
+REWARDS = {"outcome": Outcome, "process": Process}
+"""Short names of the built-in rewards (0/1 form; ``by_name(name, signed=True)`` for ±1)."""
+
+
+def by_name(spec: str | AbstractReward, signed: bool = False) -> AbstractReward:
+    """The reward object for ``spec`` (a name of :data:`REWARDS`, or an object)."""
+    return _checks.strategy("reward", spec, REWARDS, AbstractReward, signed=bool(signed))
 
 
 # ---------------------------------------------------------------------------------

@@ -1,28 +1,56 @@
 """Tasks: context distributions, the correct response ``y*(x)``, margins and base models.
 
-A task is an ``eqx.Module`` with static ``N`` (the response length, ``N_max`` when lengths
-vary), ``d`` (context dimension), ``k`` (vocabulary) and two pure methods written for
-one example: ``sample_contexts(key, n) -> (n, d)`` and ``response(x) -> (N,)``.
+A task is an :class:`AbstractTask`: static ``N`` (the response length, ``N_max`` when
+lengths vary), ``d`` (context dimension), ``k`` (vocabulary), and three pure methods
+written for one example: ``sample_contexts(key, n) -> (n, d)``, ``response(x) -> (N,)``
+and ``feature_map()``, the policy class the task is posed for.
 
 * :class:`Teacher` — the paper's teacher (PAPER.md §1, paper §6) with Rademacher or
   Gaussian-mixture contexts; the mixture centres are the tracked set of Figure 1.
 * :class:`PlantedTask` — the planted-margin family of :class:`lpg.features.PlantedShift`
   (exact margin ``γ`` at every ``N``), for the lower-bound regime of claims C3 and C6.
+* :class:`WeightedPlantedTask` — a planted task whose contexts are drawn with integer
+  weights instead of uniformly (the rare contexts of claim C8).
 """
 
-from __future__ import annotations
 
+import abc
 import math
 
 import equinox as eqx
+from equinox import AbstractVar
 import jax
 import jax.numpy as jnp
 
-from lpg import _checks, kernels
-from lpg.features import Bigram, BigramParams, FeatureMap, PlantedShift, START
-from lpg.policy import logits_table, position_mask
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from lpg import _checks
+from lpg.features import AbstractFeatureMap, Bigram, BigramParams, PlantedShift
+from lpg.policy import START, log_prob, logits_table, position_mask
 
 CONTEXTS = ("rademacher", "mixture")
+
+
+class AbstractTask(eqx.Module):
+    """A context distribution ``D`` with one correct response ``y*(x)`` per context
+    (PAPER.md §1). ``N``, ``k`` and ``d`` are static; the methods are pure and written for
+    one example (batch them with ``jax.vmap``)."""
+
+    N: AbstractVar[int]  # response length (N_max when lengths vary)
+    k: AbstractVar[int]  # vocabulary size
+    d: AbstractVar[int]  # context dimension
+
+    @abc.abstractmethod
+    def sample_contexts(self, key: PRNGKeyArray, n: int) -> Float[Array, "n d"]:
+        """``n`` i.i.d. contexts from ``D``."""
+
+    @abc.abstractmethod
+    def response(self, x: Float[Array, "d"]) -> Int[Array, "N"]:
+        """The correct response ``y*(x)`` (int32)."""
+
+    @abc.abstractmethod
+    def feature_map(self) -> AbstractFeatureMap:
+        """The feature map of the policy class the task is posed for."""
 
 
 def teacher_response(A, B, x, N: int) -> jax.Array:
@@ -52,7 +80,7 @@ def mixture_centres(n_centres: int, d: int) -> jax.Array:
     return _normalise_to_sqrt_d(jax.nn.one_hot(idx, d))
 
 
-class Teacher(eqx.Module):
+class Teacher(AbstractTask):
     """The paper's teacher task: ``A (k, d)``, ``B (k, k)`` with N(0, 1) entries.
 
     Contexts: ``"rademacher"`` (``x ∈ {±1}^d``) or ``"mixture"`` (one of ``M`` centres
@@ -93,8 +121,9 @@ class Teacher(eqx.Module):
         return _normalise_to_sqrt_d(means + eps)
 
     def response(self, x) -> jax.Array:
-        # The argmax-table kernel gives exactly teacher_response's y* (tests/test_kernels.py).
-        return kernels.teacher_response(self.A, self.B, x, self.N)
+        # y* is the greedy response of the teacher's own bigram weights; the bigram map's
+        # argmax table gives exactly teacher_response's y* (tests/test_kernels.py).
+        return self.feature_map().greedy(self.teacher_weights(), x, self.N)
 
     def teacher_weights(self) -> BigramParams:
         """Bigram weights that realise the teacher (``W1 = Aᵀ``, ``W2 = Bᵀ``)."""
@@ -120,7 +149,7 @@ def make_teacher(
     return Teacher(A, B, N, context, n_centres, float(sigma))
 
 
-class PlantedTask(eqx.Module):
+class PlantedTask(AbstractTask):
     """Planted-margin task for :class:`~lpg.features.PlantedShift`: context ``c`` is
     ``e_c`` (uniform over ``S`` contexts) and ``y*_i(c) = i·δ_c mod k``. Its margin is
     exactly ``fmap.gamma`` for every ``N`` (see ``PlantedShift``)."""
@@ -152,6 +181,10 @@ class PlantedTask(eqx.Module):
     def planted_weights(self):
         return self.fmap.planted_weights(self.shifts)
 
+    def weighted(self, log_weights) -> "WeightedPlantedTask":
+        """This task with contexts drawn with weights ``exp(log_weights)``."""
+        return WeightedPlantedTask(shifts=self.shifts, fmap=self.fmap, N=self.N, log_weights=log_weights)
+
     def feature_map(self) -> PlantedShift:
         return self.fmap
 
@@ -161,7 +194,20 @@ def make_planted(key, *, k: int, N: int, gamma: float, n_contexts: int | None = 
     N = _checks.int_at_least("N", N, 1)
     fmap = PlantedShift(k, gamma, n_contexts)
     shifts = jax.random.randint(key, (fmap.d,), 0, fmap.k).astype(jnp.int32)
-    return PlantedTask(shifts, fmap, N)
+    return PlantedTask(shifts=shifts, fmap=fmap, N=N)
+
+
+class WeightedPlantedTask(PlantedTask):
+    """A planted task whose contexts are drawn with integer weights ``m_c`` instead of
+    uniformly (``log_weights = log m``); everything else is the planted task's. With
+    integer weights the distribution is exactly ``Σ m_c`` equally likely atoms, so
+    quantiles over the atoms are exact (claim C8's rare contexts)."""
+
+    log_weights: Float[Array, "S"]
+
+    def sample_contexts(self, key, n: int) -> jax.Array:
+        idx = jax.random.categorical(key, self.log_weights, shape=(n,))
+        return jax.nn.one_hot(idx, self.d)
 
 
 # ---------------------------------------------------------------------------------
@@ -169,7 +215,7 @@ def make_planted(key, *, k: int, N: int, gamma: float, n_contexts: int | None = 
 # ---------------------------------------------------------------------------------
 
 
-def feature_norm_bound(fmap: FeatureMap, xs) -> jax.Array:
+def feature_norm_bound(fmap: AbstractFeatureMap, xs) -> jax.Array:
     """``max ‖φ(x, prev, y)‖`` over the given contexts, every previous token (and
     ``START``) and every ``y`` — the ``R`` that normalises features to ``‖φ‖ ≤ 1``."""
     prevs = jnp.arange(-1, fmap.k)
@@ -181,7 +227,7 @@ def feature_norm_bound(fmap: FeatureMap, xs) -> jax.Array:
     return jnp.max(jax.lax.map(per_context, xs))
 
 
-def margin(fmap: FeatureMap, w_star, xs, ys, length=None) -> jax.Array:
+def margin(fmap: AbstractFeatureMap, w_star, xs, ys, length=None) -> jax.Array:
     """The γ-margin of PAPER.md §1 achieved by ``w_star`` on a finite context set:
     ``min_{x, i, y ≠ y*_i} <w*, φ(x, y*_<i, y*_i) − φ(x, y*_<i, y)>`` with ``w*``
     rescaled to unit norm and, where :func:`feature_norm_bound` ``R > 1``, features
@@ -214,7 +260,7 @@ def teacher_margin(task: Teacher, xs) -> jax.Array:
 # ---------------------------------------------------------------------------------
 
 
-def uniform_base(fmap: FeatureMap):
+def uniform_base(fmap: AbstractFeatureMap):
     """Zero weights: the uniform policy, ``q0(y*|x) = k^-N`` (so ``α = k^-N``)."""
     return fmap.init_params()
 
@@ -251,20 +297,16 @@ def planted_alpha_base(task: PlantedTask, alpha=None, *, log_alpha=None) -> jax.
 
 def log_alpha_planted_base(task: PlantedTask, w0) -> jax.Array:
     """``log q0(y*(c)|c)`` for every context of a planted task: ``(S,)``."""
-    from lpg.policy import log_prob
-
     ys = jax.vmap(task.response)(task.contexts)
     return jax.vmap(lambda x, y: log_prob(task.fmap, w0, x, y))(task.contexts, ys)
 
 
-def alpha_base(fmap: FeatureMap, w_star, xs, ys, alpha, *, iters: int = 100):
+def alpha_base(fmap: AbstractFeatureMap, w_star, xs, ys, alpha, *, iters: int = 100):
     """Base weights ``t·w*`` whose mean log-likelihood of ``y*`` over the contexts
     ``xs`` equals ``log alpha`` (exact for a single context; for the planted family
     :func:`planted_alpha_base` is exact for every context). ``t`` is found by bisection
     on ``[-T, T]``; the mean log-likelihood is monotone in ``t`` along the max-margin
     direction."""
-    from lpg.policy import log_prob
-
     _checks.in_open("alpha", alpha, 0.0, 1.0)
     target = jnp.log(jnp.asarray(alpha, jnp.float32))
 

@@ -105,7 +105,7 @@ def flat_batch(w) -> np.ndarray:
 # ---------------------------------------------------------------------------------
 
 
-class FixedContextTask(eqx.Module):
+class FixedContextTask(lpg.tasks.AbstractTask):
     """Every context is ``x``, its correct response ``y_star`` (bigram features)."""
 
     x: jax.Array

@@ -11,7 +11,8 @@ no code with them:
   profile) and brute-force definitions (the weighted LQ, the LQ floor over all
   subsets of contexts).
 
-Every experiment runs once per module (a fixture) at a size that compiles in seconds.
+Every experiment runs once per module (a fixture) at a size that compiles in seconds;
+its results are read back from disk as the long :class:`lpg.results.Table`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ import numpy as np
 import pytest
 from conftest import N_SE, assert_same_mean
 
-from lpg.experiments import baselines, get, lq_governs, online, pretrain_barrier, sgd_lr
+import lpg.theory
+from lpg.analysis import hitting_time
+from lpg.experiments import get, lq_governs, online, pretrain_barrier, sgd_lr
 from lpg.features import max_planted_contexts
+from lpg.metrics import quantile_index
+from lpg.results import Table, read_results, to_jsonable
 
 SEEDS = 16
 
@@ -37,18 +42,32 @@ def run_experiment(name: str, overrides: dict, out_dir, seeds: int = SEEDS):
     return exp, config, summary
 
 
+def _no_constant(name):
+    raise ValueError(f"summary.json holds the non-JSON constant {name}")
+
+
 def check_outputs(exp, out_dir, summary) -> dict:
     """Files are complete, the summary round-trips through strict JSON, the slope records
-    have the promised keys, figures exist, and the table renders."""
+    have the promised keys, the timing is complete, figures exist, and the text renders."""
     for name in ("config.json", "results.npz", "summary.json", "env.json"):
         assert (out_dir / name).is_file(), name
-    on_disk = json.loads((out_dir / "summary.json").read_text())
+    on_disk = json.loads((out_dir / "summary.json").read_text(), parse_constant=_no_constant)
+    assert on_disk == json.loads(json.dumps(to_jsonable(summary), allow_nan=False))
     assert set(on_disk["slopes"]) == set(summary["slopes"])
     for rec in on_disk["slopes"].values():
         assert {"estimate", "ci", "theory", "regime"} <= set(rec)
+    timing = summary["timing"]
+    assert {"compile_s", "run_s", "total_s", "parts"} <= set(timing)
+    _, table, _ = read_results(out_dir)
+    assert set(timing["parts"]) == set(table.unique("part"))
+    for part in timing["parts"].values():
+        assert {"compile_s", "run_s"} <= set(part) and min(part.values()) >= 0.0
+    for key in ("compile_s", "run_s"):
+        assert timing[key] == pytest.approx(sum(p[key] for p in timing["parts"].values()))
+    assert timing["total_s"] >= timing["compile_s"] + timing["run_s"]
     paths = exp.plot(out_dir)
     assert {p.suffix for p in paths} == {".png", ".pdf"} and all(p.stat().st_size > 1000 for p in paths)
-    assert exp.table(summary) and exp.table(on_disk)  # in memory and as `lpg plot` reads it back
+    assert exp.text(summary) and exp.text(on_disk)  # in memory and as `lpg plot` reads it back
     return on_disk
 
 
@@ -112,14 +131,19 @@ def sgd_run(tmp_path_factory):
     return exp, config, summary, out
 
 
+def sgd_rows(table: Table, rule: str) -> Table:
+    """The rows of one step rule: the ``adaptive`` sweep, or the ``constant`` sweep's
+    ``flat = 0`` (``1/(4N)``) or ``flat = 1`` (``1/4``) runs."""
+    part = "adaptive" if rule == "adaptive" else "constant"
+    return table.where(part=part, flat=int(rule == "constant_flat"), series="sgd")
+
+
 @pytest.mark.parametrize("rule", sgd_lr.RULES)
 def test_sgd_lr_curves_match_numpy_sgd(sgd_run, rule):
     """The error curves of every step rule, at both N (N=1 through the padded, masked
     path of N_max=3), match the NumPy simulation in distribution."""
     _, config, _, out = sgd_run
-    from lpg.results import read_results
-
-    _, arrays, _ = read_results(out)
+    _, table, _ = read_results(out)
     S = max_planted_contexts(config["k"], config["gamma"])
     rng = np.random.default_rng(11)
     for N in config["Ns"]:
@@ -127,7 +151,10 @@ def test_sgd_lr_curves_match_numpy_sgd(sgd_run, rule):
         ref, _ = np_planted(rng, runs=400, S=S, k=config["k"], N=N, gamma=config["gamma"], steps=config["steps"],
                             log_every=config["log_every"], step_rule="adaptive" if rule == "adaptive" else "constant",
                             lr=lr)
-        got = arrays[f"{rule}_error"][arrays[f"{rule}_N"] == N]
+        rows = sgd_rows(table, rule).where(N=N)
+        np.testing.assert_array_equal(rows.by_run("step"), np.tile(np.arange(0, config["steps"] + 1,
+                                                                             config["log_every"]), (SEEDS, 1)))
+        got = rows.by_run("error")
         assert got.shape == (SEEDS, ref.shape[1])
         assert_same_mean(got, ref, n_se=N_SE, atol=1e-5, what=f"sgd-lr {rule} N={N}")
 
@@ -135,17 +162,18 @@ def test_sgd_lr_curves_match_numpy_sgd(sgd_run, rule):
 def test_sgd_lr_outputs_and_hitting_times(sgd_run):
     exp, config, summary, out = sgd_run
     check_outputs(exp, out, summary)
-    from lpg.results import read_results
-
-    _, arrays, _ = read_results(out)
-    # Hitting times against a direct scan of the curves.
-    T, cens = sgd_lr.hitting_times(arrays, "adaptive", 0.4)
-    err = arrays["adaptive_error"]
-    for r in range(err.shape[0]):
-        below = np.flatnonzero(err[r] <= 0.4)
+    _, table, _ = read_results(out)
+    # Hitting times (the summary's selection of the curves and lpg.analysis.hitting_time)
+    # against a direct scan of the curves.
+    step, err, _ = sgd_lr.curves_of(table, "adaptive")
+    T, cens = hitting_time(err, step, 0.4, above=False)
+    rows = sgd_rows(table, "adaptive")
+    np.testing.assert_array_equal(err, rows.by_run("error"))
+    for r, (e_row, s_row) in enumerate(zip(rows.by_run("error"), rows.by_run("step"))):
+        below = np.flatnonzero(e_row <= 0.4)
         assert cens[r] == (below.size == 0)
         if below.size:
-            assert T[r] == arrays["step"][below[0]]
+            assert T[r] == s_row[below[0]]
     assert summary["slopes"]["adaptive_T_vs_eps_N1"]["theory"] == -1.0
     assert summary["slopes"]["constant_T_vs_N_star"]["theory"] == 1.0
 
@@ -165,41 +193,49 @@ def online_run(tmp_path_factory):
     return exp, config, summary, out
 
 
+def online_curves(table: Table, config: dict, N: int, g: float):
+    """``(step, error, mistakes)`` of the ``(N, γ)`` sweep, ``(runs, P)`` each."""
+    rows = table.where(part=f"N{N}_gamma{g:g}", series="online")
+    assert np.all(rows["N"] == N) and np.all(rows["gamma"] == g)
+    return rows.by_run("step"), rows.by_run("error"), rows.by_run("mistakes")
+
+
 def test_online_mistakes_match_numpy_online_pg(online_run):
     """Cumulative mistakes and error of online PG with uniform exploration, from zero
     weights, match the NumPy simulation in distribution at every setting."""
     _, config, _, out = online_run
-    from lpg.results import read_results
-
-    _, arrays, _ = read_results(out)
+    _, table, _ = read_results(out)
     rng = np.random.default_rng(12)
-    for i, (N, g) in enumerate(online.settings(config)):
+    for N, g in online.settings(config):
         S = max_planted_contexts(config["k"], g)
         T = online.horizon(config, N, g)
         err, mis = np_planted(rng, runs=400, S=S, k=config["k"], N=N, gamma=g, steps=T,
                               log_every=T // config["log_points"], step_rule="adaptive", lr=1.0, online_pg=True)
-        assert_same_mean(arrays[f"run{i}_mistakes"], mis, n_se=N_SE, atol=1e-3, what=f"mistakes N={N} gamma={g}")
-        assert_same_mean(arrays[f"run{i}_error"], err, n_se=N_SE, atol=1e-5, what=f"error N={N} gamma={g}")
+        _, got_err, got_mis = online_curves(table, config, N, g)
+        assert got_err.shape == (SEEDS, err.shape[1])
+        assert_same_mean(got_mis, mis, n_se=N_SE, atol=1e-3, what=f"mistakes N={N} gamma={g}")
+        assert_same_mean(got_err, err, n_se=N_SE, atol=1e-5, what=f"error N={N} gamma={g}")
 
 
 def test_online_outputs(online_run):
     exp, config, summary, out = online_run
     check_outputs(exp, out, summary)
-    from lpg.results import read_results
-
-    _, arrays, _ = read_results(out)
-    r = online.per_run(arrays, config)
+    _, table, _ = read_results(out)
+    r = online.per_run(table, config)
     # Before any update a round costs exactly 1 - k^-N, and updates only raise p(y*|x):
     # mistakes never exceed rounds * (1 - k^-N).
-    for i, (N, g) in enumerate(online.settings(config)):
+    for N, g in online.settings(config):
         T = online.horizon(config, N, g)
         t = np.arange(0, T + 1, T // config["log_points"])
-        assert np.all(arrays[f"run{i}_mistakes"] <= t * (1 - config["k"] ** -N) + 1e-3)
+        step, _, mis = online_curves(table, config, N, g)
+        np.testing.assert_array_equal(step, np.tile(t, (SEEDS, 1)))
+        assert np.all(mis <= t * (1 - config["k"] ** -N) + 1e-3)
     assert r["M"].shape == (SEEDS * len(online.settings(config)),)
     # M_eps is the cumulative mistakes at the first log point with error <= eps.
-    for i, (N, g) in enumerate(online.settings(config)):
-        err, mis = arrays[f"run{i}_error"], arrays[f"run{i}_mistakes"]
+    for N, g in online.settings(config):
+        _, err, mis = online_curves(table, config, N, g)
         sel = (r["N"] == N) & (r["gamma"] == g)
+        assert sel.sum() == SEEDS
         for M, c, e_row, m_row in zip(r["M"][sel], r["censored"][sel], err, mis):
             below = np.flatnonzero(e_row <= config["eps"])
             assert c == (below.size == 0)
@@ -250,16 +286,18 @@ def test_pretrain_barrier_lasts_exactly_until_coverage(pre_run):
     has the exact coverage-time law (mean within N_SE standard errors), and so does the
     experiment's own NumPy coverage simulation."""
     _, config, summary, out = pre_run
-    from lpg.results import read_results
-
-    _, arrays, _ = read_results(out)
-    r = pretrain_barrier.per_run(arrays, config)
+    _, table, _ = read_results(out)
+    r = pretrain_barrier.per_run(table, config)
     for g in config["gammas"]:
         steps, log_every = pretrain_barrier.horizon(config, g)
         assert log_every == 1
-        run_eps = np.round(arrays[f"gamma{g:g}_eps"].astype(np.float64), 6)
+        # The context weights the runs of each ε trained on (float32 ε, as traced).
+        tab_eps, tab_weights, _ = pretrain_barrier.eps_atoms(max_planted_contexts(config["k"], g), config["epss"])
+        tab_eps = np.round(tab_eps.astype(np.float64), 6)
+        run_eps = np.round(table.where(part=f"gamma{g:g}").per_run("eps").astype(np.float64), 6)
+        assert sorted(set(run_eps)) == sorted(set(tab_eps))
         for e in config["epss"]:
-            w = arrays[f"gamma{g:g}_weights"][np.flatnonzero(run_eps == round(e, 6))[0]]
+            w = tab_weights[np.flatnonzero(tab_eps == round(e, 6))[0]]
             mean, sd = exact_coverage_mean(w, e)
             sel = (r["gamma"] == g) & (np.round(r["eps"], 6) == round(e, 6))
             n_star = r["n_star"][sel]
@@ -284,15 +322,24 @@ def brute_weighted_lq(log_lik: np.ndarray, weights: np.ndarray, eps: float) -> f
 
 
 def test_weighted_lq_matches_definition():
+    """:func:`pretrain_barrier.weighted_lq` (the LQ the runs record) equals the definition
+    and the LQ of the repeated atoms (context ``c`` repeated ``w_c`` times, sorted, atom
+    ``⌊εM⌋``), ties included."""
+    import jax
+
+    lq = jax.jit(jax.vmap(pretrain_barrier.weighted_lq, (0, None, None)))
     rng = np.random.default_rng(3)
     for _ in range(25):
         S = int(rng.integers(2, 9))
         ll = np.round(rng.normal(-5, 3, size=(3, S)), 1).astype(np.float32)  # ties on purpose
         w = rng.integers(1, 6, size=S).astype(np.float64)
         eps = float(rng.uniform(0.02, 0.9))
-        got = pretrain_barrier.lq_curve(ll, w, eps)
+        j = quantile_index(int(w.sum()), eps)
+        got = np.asarray(lq(ll, w.astype(np.float32), np.int32(j)), np.float64)
         want = [brute_weighted_lq(row.astype(np.float64), w, eps) for row in ll]
         np.testing.assert_allclose(got, want, rtol=1e-6)
+        atoms = np.sort(np.repeat(ll.astype(np.float64), w.astype(int), axis=1), axis=1)
+        np.testing.assert_allclose(got, atoms[:, j] if j < atoms.shape[1] else np.zeros(3), rtol=1e-6)
 
 
 def test_rare_block_weights():
@@ -306,6 +353,14 @@ def test_rare_block_weights():
             assert np.all(m[: (S + 1) // 2] == 1) and np.all(m == np.round(m))
             if S >= 10 and e <= 0.1:
                 assert 1.5 * e <= rare <= 2.5 * e
+        # The weights and atom index the runs use: ε in float32, j = ⌊εM⌋ of the integer atoms.
+        epss = [0.2, 0.1, 0.025]
+        eps, weights, j = pretrain_barrier.eps_atoms(S, epss)
+        np.testing.assert_array_equal(eps, np.float32(epss))
+        for e32, w, jj in zip(eps, weights, j):
+            np.testing.assert_array_equal(w, pretrain_barrier.multiplicities(S, jnp.float32(e32), jnp))
+            M = int(w.sum())
+            assert M == w.sum() and jj / M <= float(e32) < (jj + 1) / M
 
 
 def test_pretrain_barrier_outputs(pre_run):
@@ -341,6 +396,12 @@ def brute_lq_floor(alphas: np.ndarray, eps: float) -> float:
     return best
 
 
+def lq_rows(table: Table, variant: str) -> Table:
+    """The runs of one learner: Algorithm 1's sweep holds ``alg1`` (``full = 0``) and
+    ``alg1_full`` (``full = 1``), on-policy PG its own."""
+    return table.where(part="pg" if variant == "pg" else "alg1", full=int(variant == "alg1_full"))
+
+
 def test_lq_floor_bounds_the_cheapest_set():
     """The floor (a relaxation) is never above the cheapest set and below it by less than
     one context's ``1/α`` (the relaxation splits at most one context)."""
@@ -349,7 +410,7 @@ def test_lq_floor_bounds_the_cheapest_set():
         S = int(rng.integers(1, 8))
         alphas = 10.0 ** rng.uniform(-4, -0.01, size=S)
         eps = float(rng.uniform(0.01, 0.9))
-        floor, best = lq_governs.lq_floor(alphas, eps), brute_lq_floor(alphas, eps)
+        floor, best = lpg.theory.lq_floor(alphas, eps), brute_lq_floor(alphas, eps)
         assert floor <= best * (1 + 1e-12)
         assert floor >= best - np.max(1.0 / alphas) * (1 + 1e-12)
 
@@ -359,28 +420,30 @@ def test_lq_governs_profiles_and_floor(lq_run):
     by hand to the two-level profile); mean queries to error ε never undercut the LQ
     floor (a bound on expectations) by more than N_SE standard errors."""
     _, config, summary, out = lq_run
-    from lpg.results import read_results
-
-    _, arrays, _ = read_results(out)
+    _, table, _ = read_results(out)
     S = max_planted_contexts(config["k"], config["gamma"])
     counts = lq_governs.profile_counts(config)
     assert counts["narrow"] / S <= config["eps"] < counts["wide"] / S
     for v in lq_governs.VARIANTS:
-        la = arrays[f"{v}_log10_alpha"].astype(np.float64)
-        prof = lq_governs.profile_of(config, arrays[f"{v}_n_low"])
+        rows = lq_rows(table, v)
+        assert len(rows) == SEEDS * len(config["pg_log10_alphas" if v == "pg" else "log10_alphas"]) * 2
+        la = rows["log10_alpha"].astype(np.float64)
+        assert set(rows["n_low"]) == {counts["wide"], counts["narrow"]}
+        prof = np.where(rows["n_low"] == counts["wide"], "wide", "narrow")
         want = np.where(prof == "wide", la * math.log(10), math.log(config["alpha_high"]))
-        np.testing.assert_allclose(arrays[f"{v}_log_lq"], want, rtol=1e-5)
-        hit = arrays[f"{v}_hit"].astype(bool)
-        q = np.exp(arrays[f"{v}_log_queries"].astype(np.float64))
+        np.testing.assert_allclose(rows["log_lq"], want, rtol=1e-5)
+        hit = rows["hit"].astype(bool)
+        q = np.exp(rows["log_queries"].astype(np.float64))
         for a in np.unique(la):
             for p in lq_governs.PROFILES:
                 sel = (la == a) & (prof == p)
                 assert hit[sel].all(), (v, a, p)
                 alphas = np.where(np.arange(S) < counts[p], 10.0**a, config["alpha_high"])
-                floor = lq_governs.lq_floor(alphas, config["eps"])
+                floor = lpg.theory.lq_floor(alphas, config["eps"])
                 se = q[sel].std(ddof=1) / math.sqrt(sel.sum())
                 assert q[sel].mean() >= floor - N_SE * se, (v, a, p, q[sel].mean(), floor)
-    assert set(summary["median_above_lq_floor"]) == {f"{v}_{p}" for v in lq_governs.VARIANTS for p in lq_governs.PROFILES}
+    assert set(summary["median_above_lq_floor"]) == {f"{v}_{p}" for v in lq_governs.VARIANTS
+                                                      for p in lq_governs.PROFILES}
 
 
 def test_lq_governs_outputs(lq_run):
@@ -408,41 +471,52 @@ def bl_run(tmp_path_factory):
 def test_baselines_zero_variance_at_base(bl_run):
     """At the base model every sample of a group is correct with probability α, so a
     group is zero-variance with probability (1 − α)^G + α^G; the measured fraction over
-    seeds × probes × groups matches it within N_SE binomial standard errors."""
+    seeds × probes × groups matches it within N_SE binomial standard errors, and the
+    summary's exact reference (:func:`lpg.theory.zero_variance_probability`) is that law."""
     _, config, summary, out = bl_run
-    from lpg.results import read_results
-
-    _, arrays, _ = read_results(out)
+    _, table, _ = read_results(out)
     G, B = config["group_size"], config["batch_size"]
     for v in config["variants"]:
-        la = arrays[f"{v}_log10_alpha"].astype(np.float64)
-        np.testing.assert_allclose(arrays[f"{v}_log_lq"], la * math.log(10), rtol=1e-5)
+        rows = table.where(part=v)
+        assert len(rows) == SEEDS * len(config["log10_alphas"]) and np.all(rows["variant"] == v)
+        la = rows["log10_alpha"].astype(np.float64)
+        np.testing.assert_allclose(rows["log_lq"], la * math.log(10), rtol=1e-5)
+        points = summary["points"][v]
         for a in np.unique(la):
             p = (1 - 10.0**a) ** G + (10.0**a) ** G
-            got = arrays[f"{v}_zero_var_base"][la == a]
+            got = rows["zero_var_base"][la == a]
             n = got.size * config["n_probe"] * B
             assert abs(got.mean() - p) <= N_SE * math.sqrt(p * (1 - p) / n) + 1e-6, (v, a, got.mean(), p)
+            i = points["log10_alpha"].index(float(a))
+            assert points["zero_var_base_exact"][i] == pytest.approx(p, rel=1e-12)
+            assert points["zero_var_base"][i] == pytest.approx(float(got.astype(np.float64).mean()), rel=1e-12)
     check_outputs(get("baselines"), out, summary)
 
 
 def test_baselines_escape_needs_estimable_points():
     """A flat cost curve is an escape only when every point of the regime is estimable:
     heavy censoring (a *costlier* estimator) must not read as an escape."""
-    config = dict(baselines.DEFAULTS, variants=["none_01"], log10_alphas=[-2.0, -3.0, -4.0], regime_min=10.0,
-                  escape_below=0.75)
+    exp = get("baselines")
+    config = exp.resolve({"variants": "none_01", "log10_alphas": "-2,-3,-4", "regime_min": "10",
+                          "escape_below": "0.75"})
     rng = np.random.default_rng(0)
     la = np.repeat([-2.0, -3.0, -4.0], 16)
-    base = {"none_01_log10_alpha": la, "none_01_log_lq": la * math.log(10),
-            "none_01_zero_var_base": np.ones_like(la), "none_01_zero_var_end": np.ones_like(la)}
+    base = {"part": np.full(la.size, "none_01"), "run": np.arange(la.size), "variant": np.full(la.size, "none_01"),
+            "log10_alpha": la, "log_lq": la * math.log(10), "zero_var_base": np.ones_like(la),
+            "zero_var_end": np.ones_like(la)}
+
+    def summary(log_queries, hit):
+        return exp.summarise(Table({**base, "log_queries": log_queries, "hit": hit}), {**config, "seeds": 16})
+
     flat = (8.0 + 0.2 * (-la)) * math.log(10) + rng.normal(0, 0.05, la.size)
-    s = baselines.summary_of({**base, "none_01_log_queries": flat, "none_01_hit": np.ones_like(la, bool)}, config)
+    s = summary(flat, np.ones_like(la, bool))
     assert s["escapes"]["none_01"] and not s["verdict"]["no_estimator_escapes"]
     censored = np.ones_like(la, bool)
     censored[la == -2.0] = False
-    s = baselines.summary_of({**base, "none_01_log_queries": flat, "none_01_hit": ~censored}, config)
+    s = summary(flat, ~censored)
     assert not s["escapes"]["none_01"]
     steep = (1.0 + 1.0 * (-la)) * math.log(10) + rng.normal(0, 0.05, la.size)
-    s = baselines.summary_of({**base, "none_01_log_queries": steep, "none_01_hit": np.ones_like(la, bool)}, config)
+    s = summary(steep, np.ones_like(la, bool))
     assert not s["escapes"]["none_01"] and s["verdict"]["every_slope_near_1"]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lpg import cli
-from lpg import experiments
+from lpg import cli, experiments, spec
+from lpg.experiments import figure2
 from lpg.results import FILES, read_results
 
 # A tiny ORM-vs-PRM configuration shared by every test here (the same for figure1 and
@@ -49,17 +50,29 @@ def test_list_names_every_experiment(capsys):
         assert any(line.startswith(name + " ") for line in out.splitlines()), out
 
 
-def test_a_broken_experiment_module_does_not_hide_the_others(tmp_path, monkeypatch, capsys):
+def test_a_broken_experiment_module_is_an_error(tmp_path):
+    # The registry imports every experiment module explicitly: a module that fails to
+    # import makes `import lpg.experiments` (and so every command) fail loudly.
+    pkg = tmp_path / "fakepkg"
+    shutil.copytree(Path(experiments.__file__).parent.parent, pkg / "lpg")
+    (pkg / "lpg" / "experiments" / "online.py").write_text("raise RuntimeError('half-edited module')\n")
+    proc = subprocess.run([sys.executable, "-c", "import lpg.experiments"], capture_output=True, text=True,
+                          cwd=pkg, env=dict(os.environ, PYTHONPATH=str(pkg)), timeout=120)
+    assert proc.returncode != 0 and "half-edited module" in proc.stderr
 
-    (tmp_path / "broken_demo.py").write_text("raise RuntimeError('half-edited module')\n")
-    monkeypatch.setattr(experiments, "__path__", [*experiments.__path__, str(tmp_path)])
-    monkeypatch.setattr(experiments, "BROKEN", {})
-    code, out, err = run_cli(["list"], capsys)
-    assert code == 1
-    assert any(line.startswith("barrier ") for line in out.splitlines()), out
-    assert "'broken_demo' failed to import: RuntimeError: half-edited module" in err
-    with pytest.raises(ValueError, match="unknown experiment 'nope'.*'broken_demo' failed to import"):
-        experiments.get("nope")
+
+def test_show_and_run_help_list_every_setting(capsys):
+    code, out, _ = run_cli(["show", "barrier"], capsys)
+    assert code == 0
+    exp = experiments.get("barrier")
+    for name, setting in exp.settings.items():
+        line = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
+        assert setting.help in line and str(setting.default) in line
+    code, out, _ = run_cli(["run", "barrier", "--help"], capsys)
+    assert code == 0 and "--seeds" in out and "pg_batch (int, default 128)" in out
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("lpg ")
 
 
 @pytest.mark.parametrize(
@@ -71,6 +84,10 @@ def test_a_broken_experiment_module_does_not_hide_the_others(tmp_path, monkeypat
         (["run", "barrier", "--set", "pg_lr=-0.1"], "pg_lr"),
         (["run", "barrier", "--set", "log_every=7"], "log_every must divide pg_steps=600"),
         (["run", "barrier", "--set", "optimizer=sgdd"], "optimizer"),
+        (["run", "barrier", "--set", "pg_lr=inf"], "pg_lr"),
+        (["run", "barrier", "--profile", "huge"], "profile"),
+        (["report", "--only", "nosuch"], "only"),
+        (["run", "paper", "--set", "profile=fast"], "profile"),
         (["run", "barrier", "--set", "off_support_threshold=2"], "off_support_threshold"),
         (["run", "figure1", "--set", "n_centres=64"], "n_centres"),
         (["run", "figure2", "--set", "context=gaussian"], "context"),
@@ -84,7 +101,7 @@ def test_bad_arguments_exit_2_naming_the_setting(argv, named, capsys, monkeypatc
     def never(*a, **k):
         raise AssertionError("nothing may run when the arguments are bad")
 
-    monkeypatch.setattr(experiments, "sweep", never)
+    monkeypatch.setattr(spec, "sweep", never)
     code, out, err = run_cli(argv, capsys)
     assert code == 2
     assert named in err
@@ -111,10 +128,11 @@ def test_run_writes_complete_results_and_figures(tiny_run):
     names = set(os.listdir(tiny_run))
     assert set(FILES) <= names
     assert {"barrier.png", "barrier.pdf", "checkpoint"} <= names
-    config, arrays, summary = read_results(tiny_run)
+    config, table, summary = read_results(tiny_run)
     assert config["experiment"] == "barrier" and config["seeds"] == 2 and config["N"] == 12
-    assert arrays["seed"].tolist() == [0, 1]
-    assert arrays["orm_track_log_lik"].shape == (2, 4, 8)  # seeds, log points, centres
+    assert table.per_run("seed").tolist() == [0, 1]
+    assert table.where(series="orm").by_run("track_log_lik").shape == (2, 4, 8)  # seeds, log points, centres
+    assert summary["timing"]["parts"].keys() == {"runs"}
     for key in ("orm", "prm"):
         assert summary["off_support"][key]["n"] <= 2
         assert summary["test_error"][key]["n"] == 2
@@ -148,7 +166,7 @@ def test_figure1_has_the_same_summary_keys_as_barrier(tiny_run, tmp_path, capsys
     # Same settings and seeds: the same numbers whichever name ran them.
     _, a1, _ = read_results(tmp_path)
     _, a2, _ = read_results(tiny_run)
-    assert np.array_equal(a1["prm_track_log_lik"], a2["prm_track_log_lik"])
+    assert np.array_equal(a1["track_log_lik"], a2["track_log_lik"], equal_nan=True)
 
 
 def test_interrupted_run_leaves_complete_files_and_resumes_identically(tmp_path, capsys):
@@ -184,9 +202,9 @@ def test_interrupted_run_leaves_complete_files_and_resumes_identically(tmp_path,
     assert code == 0
     _, resumed, s_resumed = read_results(out)
     _, straight, s_straight = read_results(tmp_path / "straight")
-    assert resumed.keys() == straight.keys()
-    for k in resumed:
-        assert np.array_equal(resumed[k], straight[k], equal_nan=True), k
+    assert resumed.columns.keys() == straight.columns.keys()
+    for k in resumed.columns:
+        assert np.array_equal(resumed[k], straight[k], equal_nan=resumed[k].dtype.kind == "f"), k
     s_resumed.pop("timing"), s_straight.pop("timing")
     assert s_resumed == s_straight
 
@@ -204,7 +222,9 @@ def test_figure2_tiny_run_starts_from_the_uniform_policy(tmp_path, capsys):
             "n_test=64", "n_alpha=11", "n_eps=5"]
     code, out, _ = run_cli(["run", "figure2", "--seeds", "2", "--set", *sets, "--out", str(tmp_path)], capsys)
     assert code == 0 and "log10 Q(0.1)" in out
-    config, a, summary = read_results(tmp_path)
+    config, table, summary = read_results(tmp_path)
+    a = {k: table.by_run(k) for k in ("cdf", "log_tail")}
+    a["log10_alpha"] = figure2.alpha_grid(config)
     uniform = -5 * np.log10(3.0)
     first = summary["checkpoints"][0]
     # Step 0 is the uniform policy: q(y*|x) = k^-N for every context (closed form).

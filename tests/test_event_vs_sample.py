@@ -51,7 +51,7 @@ def _runs(alg, problem, h, seed):
     st = many(jax.random.split(jax.random.PRNGKey(seed), N_RUNS), h)
     w = flat_batch(st.w)
     queries = np.round(np.exp(np.asarray(st.log_queries, np.float64))).astype(np.int64)
-    return w, queries, np.asarray(st.mistakes, np.float64), many
+    return w, queries, np.asarray(st.aux.get("mistakes", np.zeros(N_RUNS)), np.float64), many
 
 
 def _compare(name, problem, make, h):
@@ -68,13 +68,14 @@ def _compare(name, problem, make, h):
 @pytest.mark.parametrize("reward", ["outcome", "process"])
 def test_policy_gradient(problem, reward):
     h = lpg.hyper(lr=1.0)
-    _compare(f"PG {reward}", problem, lambda p: lpg.PolicyGradient(reward, batch_size=2, path=p), h)
+    _compare(f"PG {reward}", problem, lambda p: lpg.PolicyGradient(reward, batch_size=2, event_path=(p == "event")), h)
 
 
 def test_best_of_m(problem):
     # m = 11: float32 exp(log 11) > 11, a draw cap off by one would show here.
     h = lpg.hyper(lr=1.0, m=11)
-    event, sample, many_sample = _compare("Algorithm 1", problem, lambda p: lpg.BestOfM(batch_size=2, path=p), h)
+    make = lambda p: lpg.BestOfM(batch_size=2, event_path=(p == "event"))  # noqa: E731
+    event, sample, many_sample = _compare("Algorithm 1", problem, make, h)
     q = np.concatenate([event[1], sample[1]])
     assert q.max() > 2 * 11  # the cap was reached at least once in some run
     # Negative control: the sampling path with m = 10 has a different law of queries.
@@ -87,12 +88,12 @@ def test_token_best_of_m(problem):
     # m = 7: float32 log 7 rounds above log(7.0f), an integer comparison in log space
     # would miss the success on the 7th draw.
     h = lpg.hyper(lr=1.0, m=7)
-    _compare("Algorithm 2", problem, lambda p: lpg.TokenBestOfM(batch_size=2, path=p), h)
+    _compare("Algorithm 2", problem, lambda p: lpg.TokenBestOfM(batch_size=2, event_path=(p == "event")), h)
 
 
 def test_online_pg(problem):
     h = lpg.hyper(lr=1.0)
-    event, sample, _ = _compare("online PG", problem, lambda p: lpg.OnlinePG(path=p), h)
+    event, sample, _ = _compare("online PG", problem, lambda p: lpg.OnlinePG(event_path=(p == "event")), h)
     # one query per round on both paths; mistakes Σ_t (1 − p_{w_t}(y*_t|x_t)) agree in law
     assert np.all(event[1] == STEPS) and np.all(sample[1] == STEPS)
     assert_same_mean(event[2][:, None], sample[2][:, None], what="online PG mistakes")

@@ -12,7 +12,6 @@ from conftest import P_MIN, all_responses, cell_index, np_bigram_grad, np_bigram
 
 import lpg
 from lpg import kernels, policy, tasks
-from lpg.algorithms import common
 
 
 def _weights(rng, d, k, scale=0.7):
@@ -25,14 +24,22 @@ def _contexts(rng, n, d):
     return jnp.asarray(rng.choice([-1.0, 1.0], size=(n, d)), jnp.float32)
 
 
-def test_fast_path_applies_to_the_bigram_map_only():
-    class Tweaked(lpg.Bigram):
+def test_fast_path_applies_to_the_bigram_logits_only(rng):
+    class Tweaked(lpg.Bigram):  # other logits: the kernels do not compute them
+        def step_logits(self, w, code, prev):
+            return 2.0 * super().step_logits(w, code, prev)
+
+    class Renamed(lpg.Bigram):  # the same logits: the kernels still apply
         pass
 
-    assert kernels.fast_bigram(lpg.Bigram(3, 4)) and kernels.fast_bigram(lpg.Bigram(3, 4), 5)
-    assert not kernels.fast_bigram(lpg.Bigram(3, 4), 4)  # k + 1 rows > n positions
-    assert not kernels.fast_bigram(Tweaked(3, 4))
-    assert not kernels.fast_bigram(lpg.PlantedShift(4, 0.5))
+    assert lpg.Bigram(3, 4).uses_kernels() and lpg.Bigram(3, 4).uses_kernels(5) and Renamed(3, 4).uses_kernels()
+    assert not lpg.Bigram(3, 4).uses_kernels(4)  # k + 1 rows > n positions
+    assert not Tweaked(3, 4).uses_kernels()
+    tweaked, w = Tweaked(3, 4), _weights(rng, 3, 4, 0.7)
+    x, y = _contexts(rng, 1, 3)[0], jnp.asarray([1, 3, 0, 2, 2, 1], jnp.int32)
+    np.testing.assert_allclose(tweaked.token_log_probs(w, x, y), policy.token_log_probs_reference(tweaked, w, x, y),
+                               rtol=1e-6)
+    assert not np.allclose(tweaked.token_log_probs(w, x, y), lpg.Bigram(3, 4).token_log_probs(w, x, y))
 
 
 @pytest.mark.parametrize("scale", [0.7, 60.0])
@@ -58,7 +65,7 @@ def test_sample_has_the_exact_law(rng):
     d, k, N, n = 3, 3, 4, 20000
     fmap, w = lpg.Bigram(d, k), _weights(rng, d, k, 0.5)
     x = _contexts(rng, 1, d)[0]
-    assert kernels.fast_bigram(fmap, N)
+    assert fmap.uses_kernels(N)
     keys = jax.random.split(jax.random.PRNGKey(11), n)
     ys = np.asarray(jax.jit(jax.vmap(lambda kk: policy.sample(fmap, w, x, N, key=kk)))(keys))
     counts = np.bincount(cell_index(ys, k), minlength=k**N)
@@ -95,8 +102,8 @@ def test_weighted_grad_matches_numpy_and_autodiff(rng, per_token, scale):
     assert ((e1 @ e2.T).min() < kernels._SAFE_NORMALISER) == (scale > 10)
     ys = jnp.asarray(rng.integers(0, k, (B, N)), jnp.int32)
     coef = rng.standard_normal((B, N) if per_token else (B,)).astype(np.float32)
-    fast = jax.jit(lambda w, c: common.weighted_grad(fmap, w, xs, ys, c, length))(w, coef)
-    auto = jax.jit(lambda w, c: common.weighted_grad_reference(fmap, w, xs, ys, c, length))(w, coef)
+    fast = jax.jit(lambda w, c: policy.weighted_grad(fmap, w, xs, ys, c, length))(w, coef)
+    auto = jax.jit(lambda w, c: policy.weighted_grad_reference(fmap, w, xs, ys, c, length))(w, coef)
     # Independent float64 reference: per-example loop, positions >= length dropped.
     g1, g2 = np.zeros((d, k)), np.zeros((k, k))
     for b in range(B):
@@ -115,8 +122,8 @@ def test_weighted_grad_at_figure_size_agrees_with_autodiff(rng):
     xs = jnp.asarray(rng.standard_normal((B, d)), jnp.float32)
     ys = jnp.asarray(rng.integers(0, k, (B, N)), jnp.int32)
     coef = jnp.asarray(rng.choice([-1.0, 1.0], (B, N)) / (B * N), jnp.float32)
-    fast = jax.jit(lambda w: common.weighted_grad(fmap, w, xs, ys, coef, N))(w)
-    auto = jax.jit(lambda w: common.weighted_grad_reference(fmap, w, xs, ys, coef, N))(w)
+    fast = jax.jit(lambda w: policy.weighted_grad(fmap, w, xs, ys, coef, N))(w)
+    auto = jax.jit(lambda w: policy.weighted_grad_reference(fmap, w, xs, ys, coef, N))(w)
     for a, b in zip(fast, auto):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
 
@@ -148,13 +155,13 @@ def test_pg_step_routes_to_the_fast_paths_and_agrees_with_the_reference(monkeypa
     key = jax.random.PRNGKey(0)
     task = lpg.make_teacher(key, d=6, k=5, N=12, context="mixture", n_centres=6)
     problem = lpg.make_problem(task, key=key, n_test=8)
-    alg = lpg.PolicyGradient("process", signed=True, batch_size=64, optimizer="adagrad", loss_norm="token")
+    alg = lpg.PolicyGradient(lpg.rewards.Process(signed=True), batch_size=64, optimizer="adagrad", loss_norm="token")
     h = lpg.hyper(lr=0.1)
     w0 = lpg.BigramParams(0.5 * task.A.T, 0.5 * task.B.T)
     state = alg.init(w0, h)
     step = lambda: jax.jit(lambda s, kk: alg.step(s, kk, problem, h))(state, jax.random.PRNGKey(7))  # noqa: E731
     fast, _ = step()
-    monkeypatch.setattr(kernels, "fast_bigram", lambda fmap, n=None: False)
+    monkeypatch.setattr(lpg.Bigram, "uses_kernels", lambda self, n=None: False)
     ref, _ = step()
     for a, b in zip(fast.w, ref.w):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -165,7 +172,7 @@ def test_sweep_over_seeds_and_learning_rates_traces_once():
     key = jax.random.PRNGKey(0)
     task = lpg.make_teacher(key, d=4, k=3, N=6)
     problem = lpg.make_problem(task, key=key, n_test=8)
-    alg = lpg.PolicyGradient("outcome", signed=True, baseline="batch_mean", batch_size=8, optimizer="adagrad")
+    alg = lpg.PolicyGradient(lpg.rewards.Outcome(signed=True), advantage="batch_mean", batch_size=8, optimizer="adagrad")
 
     @jax.jit
     @chex.assert_max_traces(n=1)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lpg import results
-from lpg.results import atomic_write_bytes, atomic_write_json, read_results, summarise, write_results
+from lpg.results import Table, atomic_write_bytes, atomic_write_json, read_results, summarise, write_results
 
 
 def test_summarise_matches_numpy_and_ignores_nan(rng):
@@ -76,16 +76,17 @@ def test_atomic_json_is_strict(tmp_path):
 
 
 def test_write_and_read_results_round_trip(tmp_path):
-    arrays = {"curve": np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4), "seed": np.arange(3)}
+    columns = {"curve": np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4), "seed": np.arange(3),
+               "part": np.array(["a", "a", "b"])}
     config = {"experiment": "demo", "lr": 0.1, "grid": [1, 2]}
     summary = {"error": summarise([0.1, 0.2, 0.3])}
-    write_results(tmp_path / "out", config=config, arrays=arrays, summary=summary)
+    write_results(tmp_path / "out", config=config, table=Table(columns), summary=summary)
     files = sorted(os.listdir(tmp_path / "out"))
     assert files == sorted(results.FILES)
-    c, a, s = read_results(tmp_path / "out")
+    c, t, s = read_results(tmp_path / "out")
     assert c == config and s == json.loads(json.dumps(summary))
-    for k, v in arrays.items():
-        assert a[k].dtype == v.dtype and np.array_equal(a[k], v)
+    for k, v in columns.items():
+        assert t[k].dtype == v.dtype and np.array_equal(t[k], v)
     env = json.loads((tmp_path / "out" / "env.json").read_text())
     for key in ("lpg", "jax", "backend", "devices", "dtype"):
         assert key in env
@@ -98,7 +99,36 @@ def test_read_results_names_the_missing_file(tmp_path):
         read_results(tmp_path)
 
 
-def test_write_results_rejects_object_arrays(tmp_path):
-    with pytest.raises(ValueError, match="arrays\\['x'\\]"):
-        write_results(tmp_path, config={}, arrays={"x": np.array([{}, 1], dtype=object)}, summary={})
-    assert not (tmp_path / "config.json").exists()
+def test_table_rejects_object_and_ragged_columns():
+    with pytest.raises(ValueError, match="column 'x'.*object"):
+        Table({"x": np.array([{}, 1], dtype=object)})
+    with pytest.raises(ValueError, match="one length"):
+        Table({"a": np.zeros(3), "b": np.zeros(2)})
+
+
+def _toy_table():
+    """Two runs of one series with 3 log points, one run of another series with 2."""
+    return Table({"run": np.array([0, 0, 0, 1, 1, 1, 2, 2]), "series": np.array(["s"] * 6 + ["t"] * 2),
+                  "step": np.array([0, 5, 10, 0, 5, 10, 0, 7]), "v": np.arange(8.0),
+                  "rate": np.array([9.0, 9.0, 9.0, 8.0, 8.0, 8.0, 7.0, 7.0])})
+
+
+def test_table_selections():
+    t = _toy_table()
+    assert t.where(step=-1)["v"].tolist() == [2.0, 5.0, 7.0]  # each run's last log point
+    assert t.where(series="s").by_run("v").tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert t.per_run("rate").tolist() == [9.0, 8.0, 7.0]
+    assert t.where(series="t", step=0)["v"].tolist() == [6.0]
+    with pytest.raises(ValueError, match="select one series"):
+        t.by_run("v")
+    with pytest.raises(KeyError, match="no column 'nope'"):
+        t["nope"]
+
+
+def test_table_concat_fills_missing_columns_and_pads_trailing_axes():
+    a = Table({"x": np.ones((2, 3), np.float32), "n": np.array([1, 2]), "tag": np.array(["a", "b"])})
+    b = Table({"x": np.zeros((1, 5), np.float32), "ok": np.array([True])})
+    t = Table.concat([a, b])
+    assert t["x"].shape == (3, 5) and np.all(np.isnan(t["x"][:2, 3:])) and np.all(t["x"][:2, :3] == 1)
+    assert t["n"].tolist() == [1, 2, -1] and t["tag"].tolist() == ["a", "b", ""]
+    assert t["ok"].tolist() == [False, False, True]

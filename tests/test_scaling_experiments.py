@@ -1,9 +1,10 @@
 """The query-complexity scaling experiments (scaling-n, -alpha, -eps, -gamma) and the
-``paper`` report: each runs end to end at a tiny size; the helpers that set ``m`` and
-the base models are checked against closed forms; bad settings fail before compiling."""
+``lpg report`` command: each runs end to end at a tiny size; the helpers that set ``m``
+and the base models are checked against closed forms; bad settings fail before compiling."""
 
 import json
 import math
+import re
 
 import jax
 import numpy as np
@@ -11,11 +12,12 @@ import pytest
 
 import lpg
 import lpg.results
-from lpg.experiments import get
-from lpg.experiments import _scaling as sc
-from lpg.experiments import paper as paper_mod
-from lpg.experiments import scaling_n
-from lpg.results import read_results
+from lpg import cli, report, spec
+from lpg.experiments import available, get, scaling_family, scaling_n
+from lpg.problem import base_quantiles, planted_problem
+from lpg.results import read_results, to_jsonable
+from lpg.spec import Profile
+from lpg.theory import log_ceil, orm_log_m, prm_log_m
 
 SLOPE_KEYS = {"estimate", "ci", "theory", "regime"}
 
@@ -27,12 +29,12 @@ def run_tiny(name, tmp_path, seeds, **overrides):
     summary = exp.run(config, seeds=seeds, out_dir=out)
     figures = exp.plot(out)
     assert any(p.suffix == ".png" and p.is_file() for p in figures)
-    assert isinstance(exp.table(summary), str)
-    cfg, arrays, on_disk = read_results(out)
+    assert isinstance(exp.text(summary), str)
+    cfg, table, on_disk = read_results(out)
     assert cfg["experiment"] == name and on_disk["slopes"].keys() == summary["slopes"].keys()
     for rec in summary["slopes"].values():
         assert SLOPE_KEYS <= rec.keys()
-    return summary, arrays
+    return summary, table, cfg
 
 
 # ---------------------------------------------------------------------------------
@@ -42,32 +44,32 @@ def run_tiny(name, tmp_path, seeds, **overrides):
 
 def test_log_ceil_is_exact_on_integers_and_rounds_up():
     for x in (1, 2, 4, 5, 11, 32, 1000, 3 * 10**5):
-        assert float(sc.log_ceil(math.log(x))) == pytest.approx(math.log(x), abs=1e-6)
-    assert float(sc.log_ceil(math.log(4.5))) == pytest.approx(math.log(5), abs=1e-6)
-    assert float(sc.log_ceil(443.6)) == pytest.approx(443.6)
+        assert float(log_ceil(math.log(x))) == pytest.approx(math.log(x), abs=1e-6)
+    assert float(log_ceil(math.log(4.5))) == pytest.approx(math.log(5), abs=1e-6)
+    assert float(log_ceil(443.6)) == pytest.approx(443.6)
 
 
 def test_m_of_the_uniform_and_planted_bases():
     k, N, eps = 4, 6, 0.1
     task = lpg.make_planted(jax.random.PRNGKey(0), k=k, N=N, gamma=0.5)
-    prob = sc.planted_problem(task, key=jax.random.PRNGKey(1))
-    log_q, log_tl = sc.base_quantiles(prob, eps)
+    prob = planted_problem(task, key=jax.random.PRNGKey(1))
+    log_q, log_tl = base_quantiles(prob, eps)
     assert float(log_q) == pytest.approx(-N * math.log(k), rel=1e-6)  # Q = k^-N
     assert float(log_tl) == pytest.approx(-math.log(k), rel=1e-6)  # Q^TL = 1/k
-    assert float(sc.orm_log_m(log_q, N, k)) == pytest.approx(N * math.log(k), rel=1e-6)  # m = k^N
-    assert float(sc.prm_log_m(log_tl, k)) == pytest.approx(math.log(k), rel=1e-6)  # m = k
+    assert float(orm_log_m(log_q, N, k)) == pytest.approx(N * math.log(k), rel=1e-6)  # m = k^N
+    assert float(prm_log_m(log_tl, k)) == pytest.approx(math.log(k), rel=1e-6)  # m = k
     # with the walk's log factor: m = k·⌈ln(N/δ)⌉ = 4·⌈ln 60⌉ = 20
-    assert float(sc.prm_log_m(log_tl, k, N, 0.1)) == pytest.approx(math.log(20), rel=1e-6)
+    assert float(prm_log_m(log_tl, k, N, 0.1)) == pytest.approx(math.log(20), rel=1e-6)
     alpha = 1e-3
     w0 = lpg.tasks.planted_alpha_base(task, alpha)
-    prob = sc.planted_problem(task, key=jax.random.PRNGKey(1), base=w0)
-    log_q, _ = sc.base_quantiles(prob, eps)
+    prob = planted_problem(task, key=jax.random.PRNGKey(1), base=w0)
+    log_q, _ = base_quantiles(prob, eps)
     assert float(log_q) == pytest.approx(math.log(alpha), rel=1e-4)
-    assert math.exp(float(sc.orm_log_m(log_q, N, k))) == pytest.approx(1000.0, rel=1e-4)  # m = ceil(1/alpha)
+    assert math.exp(float(orm_log_m(log_q, N, k))) == pytest.approx(1000.0, rel=1e-4)  # m = ceil(1/alpha)
     # a length below task.N: k^length caps m
-    short = sc.planted_problem(task, key=jax.random.PRNGKey(1), length=2)
-    log_q, _ = sc.base_quantiles(short, eps)
-    assert float(sc.orm_log_m(log_q, 2, k)) == pytest.approx(2 * math.log(k), rel=1e-6)
+    short = planted_problem(task, key=jax.random.PRNGKey(1), length=2)
+    log_q, _ = base_quantiles(short, eps)
+    assert float(orm_log_m(log_q, 2, k)) == pytest.approx(2 * math.log(k), rel=1e-6)
 
 
 def test_pretrained_base_has_the_same_token_likelihood_at_every_position():
@@ -93,13 +95,15 @@ def test_pad_of_buckets():
     ("scaling-n", "Ns", "4,2"), ("scaling-n", "check_every", "7"), ("scaling-n", "algs", "orm,sgd"),
     ("scaling-n", "gamma", "1.5"), ("scaling-alpha", "orm_alphas", "0.1,2.0"), ("scaling-alpha", "n_contexts", "99"),
     ("scaling-eps", "alpha", "1.0"), ("scaling-eps", "pg_check_every", "7"), ("scaling-gamma", "Ss", "1,2"),
-    ("paper", "profile", "fast"), ("paper", "only", "no-such-experiment"),
+    ("report", "profile", "fast"), ("report", "only", ["no-such-experiment"]), ("report", "skip", ["nosuch"]),
+    ("report", "seeds", 0),
 ])
 def test_bad_settings_raise_before_compiling(name, key, value):
     with pytest.raises(ValueError, match=key.split("_")[0]):
-        config = get(name).resolve({key: value})
-        if name == "paper":
-            paper_mod.plan(config)
+        if name == "report":
+            report.plan(report.resolve({key: value}))
+        else:
+            get(name).resolve({key: value})
 
 
 # ---------------------------------------------------------------------------------
@@ -108,88 +112,136 @@ def test_bad_settings_raise_before_compiling(name, key, value):
 
 
 def test_scaling_n_tiny(tmp_path):
-    summary, arrays = run_tiny("scaling-n", tmp_path, 2, ks=4, Ns="1,3,6", eps=0.1, max_steps=400, check_every=5,
-                               n_boot=50, pretrain_steps=5)
+    summary, table, _ = run_tiny("scaling-n", tmp_path, 2, ks=4, Ns="1,3,6", eps=0.1, max_steps=400, check_every=5,
+                                 n_boot=50, pretrain_steps=5)
     series = [f"{b}_k4" for b in ("uniform", "pretrained")]
     assert set(summary["slopes"]) == {f"{a}_{s}{t}" for s in series for a, t in (("orm", ""), ("prm", ""),
                                                                                  ("prm", "_all_N"))}
     # C9's regime: N·min(1/Q^TL, k) ≥ 1/ε, i.e. N·4 ≥ 10 for the uniform base
     assert summary["slopes"]["prm_uniform_k4"]["regime"] == [3.0, 6.0]
     assert summary["slopes"]["prm_uniform_k4_all_N"]["regime"][0] == 1.0
-    assert arrays["hit"].shape == (2 * 3 * 2 * 2,)
-    uni = (arrays["base"] == 0)
+    assert table["hit"].shape == (2 * 3 * 2 * 2,)  # one row per run: seeds x N x bases x algorithms
+    uni = (table["base"] == 0)
     # m of the uniform base: k^N for Alg. 1, k·⌈ln(N/δ)⌉ per position for Alg. 2 (in log space)
-    orm = uni & (arrays["alg"] == 0)
-    np.testing.assert_allclose(arrays["log_m"][orm], arrays["N"][orm] * math.log(4), rtol=1e-5)
-    prm = uni & (arrays["alg"] == 1)
-    want = np.log(4 * np.ceil(np.log(arrays["N"][prm] / 0.1)))
-    np.testing.assert_allclose(arrays["log_m"][prm], want, rtol=1e-5)
+    orm = uni & (table["alg"] == "orm")
+    np.testing.assert_allclose(table["log_m"][orm], table["N"][orm] * math.log(4), rtol=1e-5)
+    prm = uni & (table["alg"] == "prm")
+    want = np.log(4 * np.ceil(np.log(table["N"][prm] / 0.1)))
+    np.testing.assert_allclose(table["log_m"][prm], want, rtol=1e-5)
     assert summary["slopes"]["orm_uniform_k4"]["claim"] == "C5"
     assert summary["slopes"]["prm_uniform_k4"]["claim"] == "C9"
 
 
 def test_scaling_alpha_tiny_keeps_censored_runs(tmp_path):
-    summary, arrays = run_tiny("scaling-alpha", tmp_path, 2, N=6, orm_alphas="0.1,0.001", pg_alphas="0.1,0.001",
-                               orm_max_steps=400, pg_max_steps=400, orm_check_every=10, pg_check_every=10,
-                               n_boot=50, dominance=1)
-    pg = arrays["alg"] == 1
+    summary, table, cfg = run_tiny("scaling-alpha", tmp_path, 2, N=6, orm_alphas="0.1,0.001", pg_alphas="0.1,0.001",
+                                   orm_max_steps=400, pg_max_steps=400, orm_check_every=10, pg_check_every=10,
+                                   n_boot=50, dominance=1)
+    x = scaling_family.swept_values(table, cfg, "alpha")  # each run's alpha, snapped to the configured values
+    pg = table["alg"] == "pg"
     # PG from alpha = 1e-3 cannot reach 1 - eps in 400 steps: censored, kept, budget recorded
-    low = pg & np.isclose(arrays["x"], 1e-3)
-    assert np.all(~arrays["hit"][low]) and np.all(arrays["steps"][low] == 400)
+    low = pg & np.isclose(x, 1e-3)
+    assert np.all(~table["hit"][low]) and np.all(table["steps"][low] == 400)
     rec = summary["slopes"]["pg_queries_vs_alpha"]
     assert rec["n_censored"] == int(low.sum()) and rec["verdict"] == "not estimable"
     assert summary["censored_runs"] >= int(low.sum())
-    np.testing.assert_allclose(np.exp(arrays["log_q0"][arrays["alg"] == 0]), arrays["x"][arrays["alg"] == 0],
-                               rtol=1e-3)
+    orm = table["alg"] == "orm"
+    np.testing.assert_allclose(np.exp(table["log_q0"][orm]), x[orm], rtol=1e-3)
 
 
 def test_scaling_eps_and_gamma_tiny(tmp_path):
-    summary, arrays = run_tiny("scaling-eps", tmp_path, 2, N=4, algs="pg", pg_epss="0.3,0.1", pg_max_steps=2000,
-                               pg_check_every=10, n_boot=50, dominance=1)
+    summary, table, _ = run_tiny("scaling-eps", tmp_path, 2, N=4, algs="pg", pg_epss="0.3,0.1", pg_max_steps=2000,
+                                 pg_check_every=10, n_boot=50, dominance=1)
     assert set(summary["slopes"]) == {"pg_queries_vs_eps"}
-    assert np.all(arrays["hit"])
-    summary, arrays = run_tiny("scaling-gamma", tmp_path, 2, N=3, Ss="2,4", alpha=0.1, eps=0.3, max_steps=2000,
-                               n_boot=50)
-    assert sorted(set(arrays["S"].tolist())) == [2, 4]
-    np.testing.assert_allclose(sorted(set(arrays["gamma"].tolist())),
+    assert np.all(table["hit"])
+    summary, table, _ = run_tiny("scaling-gamma", tmp_path, 2, N=3, Ss="2,4", alpha=0.1, eps=0.3, max_steps=2000,
+                                 n_boot=50)
+    assert sorted(set(table["S"].tolist())) == [2, 4]
+    np.testing.assert_allclose(sorted(set(table["gamma"].tolist())),
                                sorted(math.sqrt(4 / (3 * S)) for S in (2, 4)))
 
 
-def test_paper_report_from_finished_experiments(tmp_path):
-    """``paper`` over one tiny experiment: REPORT.md has the table and the figure, and
-    a failing experiment is reported instead of stopping the report."""
-    exp = get("paper")
-    config = exp.resolve({"only": "scaling-eps"})
-    quick = dict(paper_mod.QUICK)
-    paper_mod.QUICK["scaling-eps"] = (2, {"N": "4", "algs": "pg", "pg_epss": "0.3,0.1", "pg_max_steps": "2000",
-                                          "pg_check_every": "10", "n_boot": "50", "dominance": "1"})
-    try:
-        summary = exp.run({**config, "profile": "quick"}, seeds=1, out_dir=tmp_path)
-    finally:
-        paper_mod.QUICK.clear()
-        paper_mod.QUICK.update(quick)
+# ---------------------------------------------------------------------------------
+# lpg report
+# ---------------------------------------------------------------------------------
+
+TINY_EPS = {"N": "4", "algs": "pg", "pg_epss": "0.3,0.1", "pg_max_steps": "2000", "pg_check_every": "10",
+            "n_boot": "50", "dominance": "1"}
+
+
+def with_profile(monkeypatch, name: str, profile: str, prof: Profile):
+    """Give experiment ``name`` the profile ``prof`` under ``profile`` for this test."""
+    cls = type(get(name))
+    monkeypatch.setattr(cls, "profiles", {**cls.profiles, profile: prof})
+
+
+def test_report_from_finished_experiments(tmp_path, monkeypatch):
+    """``lpg report`` over one tiny experiment: REPORT.md has the table and the figure,
+    ``seeds`` overrides every profile's seeds, and a failing experiment is reported
+    instead of stopping the report."""
+    with_profile(monkeypatch, "scaling-eps", "quick", Profile(2, TINY_EPS))
+    # the quick profile's seeds unless seeds is given, for every experiment
+    assert {name: s for name, _, s, _ in report.plan(report.resolve({"profile": "quick", "cpu_skip": []}))} == {
+        name: exp.profile("quick").seeds for name, exp in available().items()}
+    assert {s for _, _, s, _ in report.plan(report.resolve({"profile": "quick", "seeds": 5, "cpu_skip": []}))} == {5}
+    summary = report.run({"profile": "quick", "seeds": 3, "only": ["scaling-eps"]}, tmp_path)
     assert summary["experiments"]["scaling-eps"]["status"] == "ok"
+    assert summary["experiments"]["scaling-eps"]["seeds"] == 3
     if jax.default_backend() == "cpu":  # the paper-size Figure 1 is left out on a CPU, and said so
         assert summary["experiments"]["figure1"]["status"].startswith("skipped")
-    report = (tmp_path / "REPORT.md").read_text()
-    assert "| claim | experiment | quantity | theory exponent | measured exponent (95% CI)" in report
-    assert "![scaling-eps](scaling-eps/scaling_eps.png)" in report
-    c2 = report.split("## C2")[1].split("## C3")[0]
+    md = (tmp_path / "REPORT.md").read_text()
+    assert "| claim | experiment | quantity | theory exponent | measured exponent (95% CI)" in md
+    assert "![scaling-eps](scaling-eps/scaling_eps.png)" in md
+    c2 = md.split("## C2")[1].split("## C3")[0]
     assert "### `scaling-eps`" in c2 and "pg_queries_vs_eps" in c2
-    assert "No registered experiment measures this claim" in report.split("## C7")[1]
+    assert "No registered experiment measures this claim" in md.split("## C7")[1]
     rows = [r for r in summary["rows"] if r["quantity"] == "pg_queries_vs_eps"]
     assert rows and rows[0]["claim"] == "C2"
+    assert isinstance(report.text(summary), str)
+    # seeds=3 is what every experiment ran with, not the profile's 2
+    ran = [name for name, res in summary["experiments"].items() if res["status"] == "ok"]
+    assert ran == ["scaling-eps"]
+    for name in ran:
+        assert json.loads((tmp_path / name / "config.json").read_text())["seeds"] == 3
     # --resume reuses a finished experiment only when the same lpg code computed it
     stored = json.loads((tmp_path / "scaling-eps" / "config.json").read_text())
     resolved = {k: v for k, v in stored.items() if k not in ("experiment", "seeds")}
-    assert paper_mod._same_config(tmp_path / "scaling-eps", "scaling-eps", resolved, 2)
-    assert not paper_mod._same_config(tmp_path / "scaling-eps", "scaling-eps", resolved, 3)
+    assert resolved == to_jsonable(get("scaling-eps").resolve(profile="quick"))
+    assert report._same_config(tmp_path / "scaling-eps", "scaling-eps", resolved, 3)
+    assert not report._same_config(tmp_path / "scaling-eps", "scaling-eps", resolved, 2)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(lpg.results, "code_digest", lambda: "edited-source")
-        assert not paper_mod._same_config(tmp_path / "scaling-eps", "scaling-eps", resolved, 2)
+        mp.setattr(report, "code_digest", lambda: "edited-source")  # report.py's own reference to it
+        assert not report._same_config(tmp_path / "scaling-eps", "scaling-eps", resolved, 3)
     # a failed experiment is reported with its error
     results = {"scaling-eps": {"status": "failed", "seconds": 1.0, "seeds": 2, "error": "RuntimeError: boom"}}
-    paper_mod.write_report(tmp_path, results)
+    report.write_report(tmp_path, results)
     assert "did not finish**: RuntimeError: boom" in (tmp_path / "REPORT.md").read_text()
-    # the paper's own files
-    assert json.loads((tmp_path / "config.json").read_text())["experiment"] == "paper"
+    # the report's own files
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["experiment"] == "report" and config["seeds"] == 3 and config["only"] == ["scaling-eps"]
+
+
+def test_report_validates_every_experiment_before_running_any(tmp_path, monkeypatch, capsys):
+    """A bad setting in the last experiment's profile stops ``lpg report`` before the
+    first experiment runs: exit 2, one line naming the setting, nothing written."""
+    last = list(available())[-1]
+    bad, setting = next((k, s) for k, s in get(last).settings.items()
+                        if s.kind == "int" and not s.is_list and s.low is not None)
+    with_profile(monkeypatch, last, "quick", Profile(2, {bad: str(setting.low - 1)}))
+    message = f"{bad} must be {setting.allowed()}, got {setting.low - 1}"
+    calls = []
+
+    def never(*args, **kwargs):
+        calls.append(kwargs.get("desc"))
+        raise AssertionError("nothing may run when a setting is bad")
+
+    monkeypatch.setattr(spec, "sweep", never)
+    out = tmp_path / "report"
+    with pytest.raises(SystemExit) as info:
+        cli.main(["report", "--profile", "quick", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert info.value.code == cli.EXIT_USAGE
+    assert captured.err == f"lpg: error: {message}\n" and captured.out == ""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        report.run({"profile": "quick"}, out)
+    assert calls == [] and not out.exists()

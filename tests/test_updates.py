@@ -28,7 +28,7 @@ from conftest import (
 )
 
 import lpg
-from lpg.algorithms.best_of_m import token_steps, token_steps_reference
+from lpg.policy import token_steps_reference
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
@@ -90,7 +90,7 @@ def _exact(s, weight, coef_of):
 )
 def test_on_policy_expected_update(setup, reward, signed, path):
     s = setup
-    alg = lpg.PolicyGradient(reward, signed=signed, batch_size=1, optimizer="constant", path=path)
+    alg = lpg.PolicyGradient(lpg.rewards.by_name(reward, signed), batch_size=1, optimizer="constant", event_path=(path == "event"))
     mc = _mc_updates(alg, s["problem"], _w0(s), seed=10 * (reward == "process") + 2 * signed + (path == "sample"))
 
     def rewards_of(y):
@@ -125,7 +125,7 @@ def _pair_exact(s, adv_fn):
 @pytest.mark.parametrize("baseline", ["batch_mean", "rloo", "grpo"])
 def test_baseline_expected_update(setup, baseline):
     s = setup
-    alg = lpg.PolicyGradient("outcome", signed=True, baseline=baseline, batch_size=1, group_size=2, optimizer="constant")
+    alg = lpg.PolicyGradient(lpg.rewards.Outcome(signed=True), advantage=baseline, batch_size=1, group_size=2, optimizer="constant")
     mc = _mc_updates(alg, s["problem"], _w0(s), seed=11)
 
     def adv(r):
@@ -151,7 +151,7 @@ def test_baseline_expected_update(setup, baseline):
 def test_off_policy_clipped_importance_expected_update(setup, path):
     # Behaviour q = ½q0 + ½Unif(Y^N); ratio p/q clipped to [1/ζ, ζ] with ζ = 1.5.
     s, zeta = setup, 1.5
-    alg = lpg.PolicyGradient("outcome", behaviour="mixture", importance=True, batch_size=1, optimizer="constant", path=path)
+    alg = lpg.PolicyGradient("outcome", behaviour="mixture", importance=True, batch_size=1, optimizer="constant", event_path=(path == "event"))
     mc = _mc_updates(alg, s["problem"], _w0(s), zeta=zeta, seed=21)
     q0 = np.exp([np_bigram_log_prob(s["B1"], s["B2"], s["x"], y) for y in s["ys"]])
     q = 0.5 * q0 + 0.5 / K**N
@@ -167,7 +167,7 @@ def test_off_policy_process_expected_update(setup, behaviour, path):
     # Frozen behaviour q (q0, or ½q0 + ½Unif(Y^N) over whole responses), no ratio:
     # E_{y~q}[Σ_i r_i ∇ log p_w(y_i|x, y_<i)].
     s = setup
-    alg = lpg.PolicyGradient("process", behaviour=behaviour, batch_size=1, optimizer="constant", path=path)
+    alg = lpg.PolicyGradient("process", behaviour=behaviour, batch_size=1, optimizer="constant", event_path=(path == "event"))
     mc = _mc_updates(alg, s["problem"], _w0(s), seed=31 + (path == "sample"))
     q = np.exp([np_bigram_log_prob(s["B1"], s["B2"], s["x"], y) for y in s["ys"]])
     if behaviour == "mixture":
@@ -180,9 +180,10 @@ def test_token_loss_norm_divides_by_length(setup):
     # loss_norm="token": the same update divided by the length N (deterministic check
     # with the same keys).
     s = setup
-    kw = dict(signed=True, batch_size=1, optimizer="constant")
-    seq = _mc_updates(lpg.PolicyGradient("process", **kw), s["problem"], _w0(s), seed=3, n=64)
-    tok = _mc_updates(lpg.PolicyGradient("process", loss_norm="token", **kw), s["problem"], _w0(s), seed=3, n=64)
+    kw = dict(batch_size=1, optimizer="constant")
+    prm = lpg.rewards.Process(signed=True)
+    seq = _mc_updates(lpg.PolicyGradient(prm, **kw), s["problem"], _w0(s), seed=3, n=64)
+    tok = _mc_updates(lpg.PolicyGradient(prm, loss_norm="token", **kw), s["problem"], _w0(s), seed=3, n=64)
     assert np.abs(seq).max() > 0.1
     np.testing.assert_allclose(tok, seq / N, rtol=1e-4, atol=1e-6)
 
@@ -224,7 +225,7 @@ def test_algorithm2_takes_one_adaptive_step_per_verified_token(setup, path, batc
             "response": G / (4 + 2 * G @ G)}
     h = lpg.hyper(lr=1.0, m=10**4)
     for unit, delta in want.items():
-        alg = lpg.TokenBestOfM(path=path, step_unit=unit, batch_size=batch_size)
+        alg = lpg.TokenBestOfM(event_path=(path == "event"), step_unit=unit, batch_size=batch_size)
         run = jax.jit(jax.vmap(lambda k: alg.step(alg.init(_w0(s), h), k, s["problem"], h)[0].w))
         w1 = run(jax.random.split(jax.random.PRNGKey(3), 4))
         np.testing.assert_allclose(flat_batch(w1) - flat(_w0(s))[None], np.broadcast_to(delta, (4, delta.size)),
@@ -234,7 +235,7 @@ def test_algorithm2_takes_one_adaptive_step_per_verified_token(setup, path, batc
     assert np.abs(want["token"] - at_start).max() > 1e-2
 
 
-@pytest.mark.parametrize("steps", [token_steps, token_steps_reference])
+@pytest.mark.parametrize("steps", [lambda fmap, *a: fmap.token_steps(*a), token_steps_reference])
 def test_token_steps_average_the_batch_per_position_at_the_current_weights(steps):
     # Distinct contexts and responses, walks truncated at different lengths (c = 0 past
     # them, and one token weighted 0.5), against a float64 NumPy loop over positions:
@@ -301,7 +302,7 @@ def test_train_jit_unjitted_vmap_loop_and_reproducible():
 
 
 def _jit_unjitted_vmap_loop():
-    alg = lpg.PolicyGradient("outcome", signed=True, baseline="batch_mean", batch_size=4, optimizer="adagrad")
+    alg = lpg.PolicyGradient(lpg.rewards.Outcome(signed=True), advantage="batch_mean", batch_size=4, optimizer="adagrad")
     problem, h = _teacher_problem(4), lpg.hyper(lr=0.1)
     run = lambda k: lpg.train(alg, problem, h, k, steps=4, log_every=2)  # noqa: E731
     one = jax.jit(run)
@@ -331,7 +332,7 @@ def test_padding_equals_shorter_task():
     np.testing.assert_array_equal(padded.test_x, short.test_x)
     rng = np.random.default_rng(4)
     w = lpg.BigramParams(jnp.asarray(rng.standard_normal((3, 2)), jnp.float32), jnp.asarray(rng.standard_normal((2, 2)), jnp.float32))
-    ev = jax.jit(lambda p: lpg.algorithms.evaluate(p, w))
+    ev = jax.jit(lambda p: lpg.evaluate(p, w))
     _assert_trees_close(ev(padded), ev(short))
     # rewards of random responses: padding positions carry nothing
     ys = jnp.asarray(rng.integers(0, 2, (64, 5)), jnp.int32)
@@ -349,7 +350,7 @@ def test_padding_equals_shorter_task():
     _assert_trees_close(r_pad, r_short)
     assert np.all(np.asarray(jax.vmap(lambda y: lpg.rewards.process_rewards(y, star5, padded.length))(ys))[:, 3:] == 0)
 
-    algs = (lpg.PolicyGradient("process", batch_size=1, path="event"), lpg.TokenBestOfM(batch_size=1, path="event"))
+    algs = (lpg.PolicyGradient("process", batch_size=1, event_path=True), lpg.TokenBestOfM(batch_size=1, event_path=True))
     h = lpg.hyper(lr=1.0, m=5)
 
     @jax.jit
@@ -367,6 +368,6 @@ def test_typed_and_raw_keys_give_the_same_run():
     # The sampled path splits keys into a (B, G) grid; typed keys have shape ().
     task = lpg.make_teacher(jax.random.PRNGKey(0), d=4, k=3, N=4)
     problem = lpg.make_problem(task, key=jax.random.PRNGKey(1), n_test=8)
-    alg = lpg.PolicyGradient("outcome", signed=True, batch_size=2, group_size=2, baseline="rloo")
+    alg = lpg.PolicyGradient(lpg.rewards.Outcome(signed=True), batch_size=2, group_size=2, advantage="rloo")
     run = lambda key: lpg.train(alg, problem, lpg.hyper(), key, steps=2, log_every=1).curves.test_error  # noqa: E731
     np.testing.assert_array_equal(run(jax.random.key(3)), run(jax.random.PRNGKey(3)))

@@ -1,11 +1,12 @@
 """Algorithm 1 (outcome reward, best-of-m over whole responses; claims C3–C5) and
 Algorithm 2 (process reward, token-level best-of-m; claim C9), PAPER.md §3.
 
-Algorithm 1, per context: sample ``y ~ p_w``; if the ORM rejects it, draw up to ``m``
-whole responses from ``½q0 + ½Unif(Y^N)`` until one is accepted; update
-``w += η_t ∇ log p_w(y*|x)`` on the success, nothing if none. Each draw is one query.
-The paper's choice is ``m = min(⌈1/Q_{q0}(ε)⌉, k^N)``; ``log m`` is traced
-(:class:`~lpg.algorithms.common.Hyper`), so ``m = 32^128`` is fine.
+Algorithm 1, per context: sample ``y ~ p_w``; if the verifier rejects it, draw up to
+``m`` whole responses from ``½q0 + ½Unif(Y^N)`` until one is accepted; update
+``w += η_t ∇ log p_w(y|x)`` on the accepted response, nothing if none. Each draw is one
+query. The paper's choice is ``m = min(⌈1/Q_{q0}(ε)⌉, k^N)``
+(:func:`lpg.theory.orm_log_m`); ``log m`` is traced (:class:`~lpg.algorithms.base.Hyper`),
+so ``m = 32^128`` is fine.
 
 Algorithm 2 (reconstructed to mirror Algorithm 1), per context: sample ``y ~ p_w`` and
 query the PRM once on the complete response; if it verifies, update on it. Otherwise
@@ -18,12 +19,14 @@ for ``i = 1..L`` in order ``w += η_i ∇ log p_w(y*_i|x, y*_<i)`` with the adap
 gradient, the sum over the prefix). An iteration whose
 on-policy sample is right costs one query, one that is wrong a walk of at most ``N·m``,
 which is the shape of C9's bound ``Õ(N·min(1/Q^TL_{q0}(ε), k)/γ² + 1/(γ²ε))``. The
-paper's ``m = min(⌈1/Q^TL_{q0}(ε)⌉, k)`` per position; the ``Õ`` hides the factor
-``ln(N/δ)`` that lets a walk reach the end of the response (see ``scaling-n``).
+paper's ``m = min(⌈1/Q^TL_{q0}(ε)⌉, k)`` per position (:func:`lpg.theory.prm_log_m`); the
+``Õ`` hides the factor ``ln(N/δ)`` that lets a walk reach the end of the response.
 
-Both have an exact ``event`` path (PAPER.md §6: Bernoulli and truncated-geometric draws
-with teacher-forced probabilities, counts in log space) and a ``sample`` path that
-draws real tokens (for testing the event path; ``m`` must then be moderate).
+Both have an exact event path (PAPER.md §6: Bernoulli and truncated-geometric draws
+with teacher-forced probabilities, counts in log space) and a sampled path that draws
+real tokens (for testing the event path and for verifiers without one; ``m`` must then be
+moderate). Algorithm 1 takes any outcome-type reward (its verdict ``r > 0`` accepts);
+Algorithm 2 is defined with the exact process verifier.
 """
 
 from __future__ import annotations
@@ -31,194 +34,170 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import optax
 
-from lpg import _checks, kernels
-from lpg.algorithms import common
-from lpg.algorithms.common import OPTIMIZERS, Problem, StepMetrics
-from lpg.features import START
-from lpg.policy import log_prob, previous_tokens, sample_from_logits, token_log_probs
+from lpg import _checks, optim, rewards
+from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, per_response_reward, tree_norm
+from lpg.behaviours import Mixture, OnPolicy, mixture_log_prob
+from lpg.policy import log_prob, previous_tokens, sample_from_logits, token_log_probs, weighted_grad
+from lpg.problem import Problem
 from lpg.rewards import bernoulli_log, draw_cap, leading_true, log_truncated_geometric, outcome_reward
 
-PATHS = ("event", "sample")
 STEP_UNITS = ("token", "response")
 
 
-class _BestOfMBase(eqx.Module):
+def _draws_until(key, m, draw):
+    """Draw until ``draw(key) -> (accepted, response)`` accepts or ``m`` draws are made:
+    ``(found, draws, accepted response)``."""
+
+    def cond(c):
+        i, found, _, _ = c
+        return (~found) & (i < m)
+
+    def body(c):
+        i, _, k, _ = c
+        k, sub = jax.random.split(k)
+        found, y = draw(sub)
+        return i + 1.0, found, k, y
+
+    _, y0 = jax.eval_shape(draw, key)
+    init = (jnp.zeros(()), jnp.zeros((), bool), key, jnp.zeros(y0.shape, y0.dtype))
+    i, found, _, y = jax.lax.while_loop(cond, body, init)
+    return found, i, y
+
+
+class _BestOfM(AbstractAlgorithm):
     batch_size: int = eqx.field(static=True)
-    optimizer: str = eqx.field(static=True)
-    path: str = eqx.field(static=True)
+    optimizer: optax.GradientTransformation = eqx.field(static=True)
+    event_path: bool = eqx.field(static=True)
 
-    def __init__(self, *, batch_size: int = 1, optimizer: str = "adaptive", path: str = "event"):
+    def __init__(self, *, batch_size: int = 1, optimizer: str | optim.Factory = "adaptive", event_path: bool = True):
         self.batch_size = _checks.int_at_least("batch_size", batch_size, 1)
-        self.optimizer = _checks.one_of("optimizer", optimizer, OPTIMIZERS)
-        self.path = _checks.one_of("path", path, PATHS)
+        self.optimizer = optim.make(optimizer)
+        self.event_path = bool(event_path)
 
-    def _update(self, state, problem, xs, ys, coef, log_q, hyper):
-        """One step of the ascent optimiser on ``∇ Σ_b c_b log p_w(y*_b|x_b)/B``:
-        ``(new state, ‖g‖)``."""
-        del hyper
-        g = common.weighted_grad(problem.fmap, state.w, xs, ys, coef / self.batch_size, problem.length)
-        return common.apply_ascent(state, g, self.optimizer, log_q), common.tree_norm(g)
-
-    def init(self, w0, hyper):
-        return common.init_state(w0, self.optimizer, hyper)
+    def _update(self, state, problem, xs, ys, coef, log_q):
+        """One step of the optimiser on ``∇ Σ_b c_b log p_w(y_b|x_b)/B``: ``(new state, ‖g‖)``."""
+        g = weighted_grad(problem.fmap, state.w, xs, ys, coef / self.batch_size, problem.length)
+        return self.ascend(state, g, log_q), tree_norm(g)
 
     def step(self, state, key, problem: Problem, hyper):
         k_ctx, k_run = jax.random.split(key)
         xs, ys = problem.contexts(k_ctx, self.batch_size)
         keys = jax.random.split(k_run, self.batch_size)
-        one = self._event_one if self.path == "event" else self._sample_one
-        coef, log_q, success = jax.vmap(lambda x, y, k: one(state.w, k, problem, x, y, hyper))(xs, ys, keys)
+        one = self._event_one if self.event_path else self._sample_one
+        coef, log_q, success, y_upd = jax.vmap(lambda x, y, k: one(state.w, k, problem, x, y, hyper))(xs, ys, keys)
         total_q = jax.nn.logsumexp(log_q)
-        new, g_norm = self._update(state, problem, xs, ys, coef, total_q, hyper)
-        nan = jnp.asarray(jnp.nan, jnp.float32)
-        return new, StepMetrics(total_q, g_norm, jnp.mean(success), nan)
+        new, g_norm = self._update(state, problem, xs, y_upd, coef, total_q)
+        return new, StepMetrics(total_q, g_norm, jnp.mean(success), {})
 
 
-def _draws_until(key, m, draw_is_correct):
-    """Draw until ``draw_is_correct(key)`` or ``m`` draws: ``(found, draws)``."""
+class BestOfM(_BestOfM):
+    """Algorithm 1: an outcome-type reward with best-of-m fallback to ``½q0 + ½Unif(Y^N)``
+    (``reward`` defaults to the exact 0/1 outcome verifier, whose event path is exact)."""
 
-    def cond(c):
-        i, found, _ = c
-        return (~found) & (i < m)
+    reward: rewards.AbstractReward
 
-    def body(c):
-        i, _, k = c
-        k, sub = jax.random.split(k)
-        return i + 1.0, draw_is_correct(sub), k
-
-    i, found, _ = jax.lax.while_loop(cond, body, (jnp.zeros(()), jnp.zeros((), bool), key))
-    return found, i
-
-
-class BestOfM(_BestOfMBase):
-    """Algorithm 1: ORM with best-of-m fallback to ``½q0 + ½Unif(Y^N)``."""
+    def __init__(self, *, reward: rewards.AbstractReward | str = "outcome", batch_size: int = 1,
+                 optimizer: str | optim.Factory = "adaptive", event_path: bool | None = None):
+        self.reward, event_path = per_response_reward(reward, event_path, algorithm="Algorithm 1")
+        super().__init__(batch_size=batch_size, optimizer=optimizer, event_path=event_path)
 
     def _event_one(self, w, key, problem, x, y, hyper):
         k0, k1 = jax.random.split(key)
         length, fmap = problem.length, problem.fmap
         on_policy = bernoulli_log(k0, log_prob(fmap, w, x, y, length))
         lq0 = log_prob(fmap, problem.base_weights(), x, y, length)
-        log_rho = common.mixture_log_prob(lq0, length * jnp.log(float(fmap.k)))
+        log_rho = mixture_log_prob(lq0, length * jnp.log(float(fmap.k)))
         found, log_draws = log_truncated_geometric(k1, log_rho, hyper.log_m)
         log_q = jnp.where(on_policy, 0.0, jnp.logaddexp(0.0, log_draws))
         success = on_policy | found
-        return success.astype(jnp.float32), log_q, success
+        return success.astype(jnp.float32), log_q, success, y
 
     def _sample_one(self, w, key, problem, x, y, hyper):
         k0, k1 = jax.random.split(key)
         length = problem.length
-        first = common.behaviour_sample("on_policy", problem, w, x, k0)
-        on_policy = outcome_reward(first, y, length) > 0
 
-        def mixture_hit(k):
-            return outcome_reward(common.behaviour_sample("mixture", problem, w, x, k), y, length) > 0
+        def verified(k, behaviour):
+            guess = behaviour.sample(problem, w, x, k)
+            return self.reward(x, guess, y, length, key=jax.random.fold_in(k, 1)) > 0, guess
 
-        found, draws = _draws_until(k1, jnp.where(on_policy, 0.0, draw_cap(hyper.log_m)), mixture_hit)
+        on_policy, first = verified(k0, OnPolicy())
+        found, draws, drawn = _draws_until(k1, jnp.where(on_policy, 0.0, draw_cap(hyper.log_m)),
+                                           lambda k: verified(k, Mixture()))
         success = on_policy | found
-        return success.astype(jnp.float32), jnp.log(1.0 + draws), success
+        accepted = jnp.where(on_policy, first, jnp.where(found, drawn, y))
+        return success.astype(jnp.float32), jnp.log(1.0 + draws), success, accepted
 
 
-def token_steps(fmap, w, xs, ys, coef):
-    """Adaptive token steps in order of position: for ``i = 1..N``,
-    ``w += mean_b c_{b,i}·g_b/(4 + 2‖g_b‖²)`` with ``g_b = ∇_w log p_w(y_{b,i}|x_b,
-    y_{b,<i})`` taken at the current ``w`` (``coef (B, N)``; 0 skips a token). A batch of
-    one walk is one SGD step per verified token; a batch is averaged per position, as
-    the response-level step averages it per response.
-
-    In order, not summed at the iteration's ``w``: on a task whose positions share weights
-    ``L`` steps taken at one point move ``w`` ``L`` times as far as one step, past what the
-    adaptive step keeps stable (at ``N = 512`` a single walk put every logit gap of a
-    planted context above 20). The bigram map takes the closed form
-    :func:`lpg.kernels.bigram_token_steps`; any other map :func:`token_steps_reference`."""
-    if kernels.fast_bigram(fmap):
-        return kernels.bigram_token_steps(w, xs, ys, coef)
-    return token_steps_reference(fmap, w, xs, ys, coef)
-
-
-def token_steps_reference(fmap, w, xs, ys, coef):
-    """The plain JAX path of :func:`token_steps` (autodiff per context and position)."""
-
-    def log_lik(v, x, prev, y):
-        return jax.nn.log_softmax(fmap.step_logits(v, fmap.encode(v, x), prev))[y]
-
-    grads = jax.vmap(jax.grad(log_lik), in_axes=(None, 0, 0, 0))
-
-    def position(w, inp):
-        prev, y, c = inp
-        g = grads(w, xs, prev, y)
-        sq = sum(jnp.sum(leaf.reshape(leaf.shape[0], -1) ** 2, axis=1) for leaf in jax.tree_util.tree_leaves(g))
-        eta = c / (4.0 + 2.0 * sq) / c.shape[0]
-        return jax.tree_util.tree_map(lambda a, d: a + jnp.tensordot(eta, d, axes=1), w, g), None
-
-    prevs = jax.vmap(previous_tokens)(ys)
-    return jax.lax.scan(position, w, (prevs.T, ys.T.astype(jnp.int32), coef.T))[0]
-
-
-class TokenBestOfM(_BestOfMBase):
-    """Algorithm 2: PRM with token-level best-of-m fallback to ``½q0(·|x, y*_<i) + ½Unif(Y)``.
+class TokenBestOfM(_BestOfM):
+    """Algorithm 2: the process verifier with token-level best-of-m fallback to
+    ``½q0(·|x, y*_<i) + ½Unif(Y)``.
 
     ``step_unit`` (with ``optimizer="adaptive"``): ``"token"`` (default) takes the
     paper's adaptive step ``η = 1/(4 + 2‖g‖²)`` once per verified token, in order, ``g``
     the gradient of that token's log-likelihood at the current weights — the process
     reward's unit, so a verified prefix of length ``L`` is ``L`` token-level SGD steps
-    (:func:`token_steps`); ``"response"`` takes one step on the sum over the prefix, as
-    Algorithm 1 does on a whole response. On tasks whose positions share weights the
-    summed gradient's norm grows like ``L``, so the response-level step shrinks like
-    ``1/L`` and the number of failed iterations grows with ``N`` (measured in
-    ``scaling-n``)."""
+    (:meth:`lpg.features.AbstractFeatureMap.token_steps`); ``"response"`` takes one step
+    on the sum over the prefix, as Algorithm 1 does on a whole response. On tasks whose
+    positions share weights the summed gradient's norm grows like ``L``, so the
+    response-level step shrinks like ``1/L`` and the number of failed iterations grows
+    with ``N``."""
 
     step_unit: str = eqx.field(static=True)
 
-    def __init__(self, *, batch_size: int = 1, optimizer: str = "adaptive", path: str = "event",
+    def __init__(self, *, batch_size: int = 1, optimizer: str | optim.Factory = "adaptive", event_path: bool = True,
                  step_unit: str | None = None):
-        super().__init__(batch_size=batch_size, optimizer=optimizer, path=path)
+        super().__init__(batch_size=batch_size, optimizer=optimizer, event_path=event_path)
+        adaptive = optim.is_adaptive(optimizer)
         if step_unit is None:
-            step_unit = "token" if self.optimizer == "adaptive" else "response"
+            step_unit = "token" if adaptive else "response"
         self.step_unit = _checks.one_of("step_unit", step_unit, STEP_UNITS)
-        if self.step_unit == "token" and self.optimizer != "adaptive":
-            raise ValueError(f"step_unit must be 'response' with optimizer={self.optimizer!r} (a per-token step "
+        if self.step_unit == "token" and not adaptive:
+            raise ValueError(f"step_unit must be 'response' with optimizer={optimizer!r} (a per-token step "
                              f"is the adaptive step's), got step_unit='token'")
 
-    def _update(self, state, problem, xs, ys, coef, log_q, hyper):
+    def _update(self, state, problem, xs, ys, coef, log_q):
         if self.step_unit != "token":
-            return super()._update(state, problem, xs, ys, coef, log_q, hyper)
-        w = token_steps(problem.fmap, state.w, xs, ys, coef * hyper.lr)
+            return super()._update(state, problem, xs, ys, coef, log_q)
+        lr = optim.learning_rate(state.opt_state)
+        w = problem.fmap.token_steps(state.w, xs, ys, coef * lr)
         new = state._replace(w=w, step=state.step + 1, log_queries=jnp.logaddexp(state.log_queries, log_q))
-        return new, common.tree_norm(jax.tree_util.tree_map(jnp.subtract, w, state.w))
+        return new, tree_norm(jax.tree_util.tree_map(jnp.subtract, w, state.w))
 
     def _event_one(self, w, key, problem, x, y, hyper):
         N, length, fmap = problem.N, problem.length, problem.fmap
         k0, k1 = jax.random.split(key)
         on_policy = bernoulli_log(k0, log_prob(fmap, w, x, y, length))
         tq0 = token_log_probs(fmap, problem.base_weights(), x, y)
-        log_rho = common.mixture_log_prob(tq0, jnp.log(float(fmap.k)))
+        log_rho = mixture_log_prob(tq0, jnp.log(float(fmap.k)))
         found, log_draws = log_truncated_geometric(k1, log_rho, hyper.log_m)
-        return self._finish(on_policy, found, log_draws, N, length)
+        return self._finish(on_policy, found, log_draws, N, length) + (y,)
 
     def _sample_one(self, w, key, problem, x, y, hyper):
         N, length, fmap = problem.N, problem.length, problem.fmap
         k0, k1 = jax.random.split(key)
-        on_policy = outcome_reward(common.behaviour_sample("on_policy", problem, w, x, k0), y, length) > 0
+        on_policy = outcome_reward(OnPolicy().sample(problem, w, x, k0), y, length) > 0
         w0 = problem.base_weights()
         code0 = fmap.encode(w0, x)
-        prevs = jnp.concatenate([jnp.full((1,), START, jnp.int32), y[:-1]])
         m = draw_cap(hyper.log_m)
 
         def position(k, prev, target):
             logits0 = fmap.step_logits(w0, code0, prev)
 
-            def mixture_hit(kk):
+            def candidate(kk):
                 ka, kb, kc = jax.random.split(kk, 3)
                 from_q0 = sample_from_logits(logits0, jax.random.uniform(ka))
                 unif = jax.random.randint(kb, (), 0, fmap.k)
-                return jnp.where(jax.random.bernoulli(kc), unif, from_q0) == target
+                tok = jnp.where(jax.random.bernoulli(kc), unif, from_q0)
+                return tok == target, tok
 
-            return _draws_until(k, m, mixture_hit)
+            found, draws, _ = _draws_until(k, m, candidate)
+            return found, draws
 
         # Every position is simulated; _finish keeps only the walked ones.
-        found, draws = jax.vmap(position)(jax.random.split(k1, N), prevs, y)
-        return self._finish(on_policy, found, jnp.log(draws), N, length)
+        found, draws = jax.vmap(position)(jax.random.split(k1, N), previous_tokens(y), y)
+        return self._finish(on_policy, found, jnp.log(draws), N, length) + (y,)
 
     @staticmethod
     def _finish(on_policy, found, log_draws, N, length):

@@ -2,9 +2,9 @@
 pre-training of base models (PAPER.md §3; claims C1 and C8).
 
 ``w += η_t ∇ log p_w(y*|x)`` with the adaptive step ``η_t = 1/(4 + 2‖g_t‖²)``
-(error ``Õ(1/(γ²T))``, C1), a constant step (``Õ(N/(γ²T))``), or any optimiser of
-:data:`~lpg.algorithms.common.OPTIMIZERS` — the authors pre-train with Adagrad on the
-token-averaged cross-entropy (``loss_norm="token"``). No reward queries are made.
+(error ``Õ(1/(γ²T))``, C1), a constant step (``Õ(N/(γ²T))``), or any optax optimiser
+(:func:`lpg.optim.make`) — the authors pre-train with Adagrad on the token-averaged
+cross-entropy (``loss_norm="token"``). No reward queries are made.
 """
 
 from __future__ import annotations
@@ -12,45 +12,42 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import optax
 
-from lpg import _checks
-from lpg.algorithms import common
-from lpg.algorithms.common import OPTIMIZERS, Problem, StepMetrics
+from lpg import _checks, optim
+from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, hyper as make_hyper, tree_norm
+from lpg.policy import weighted_grad
+from lpg.problem import Problem
 
 LOSS_NORMS = ("sequence", "token")
 
 
-class SGD(eqx.Module):
+class SGD(AbstractAlgorithm):
     batch_size: int = eqx.field(static=True)
-    optimizer: str = eqx.field(static=True)
+    optimizer: optax.GradientTransformation = eqx.field(static=True)
     loss_norm: str = eqx.field(static=True)
 
-    def __init__(self, *, batch_size: int = 1, optimizer: str = "adaptive", loss_norm: str = "sequence"):
+    def __init__(self, *, batch_size: int = 1, optimizer: str | optim.Factory = "adaptive", loss_norm: str = "sequence"):
         self.batch_size = _checks.int_at_least("batch_size", batch_size, 1)
-        self.optimizer = _checks.one_of("optimizer", optimizer, OPTIMIZERS)
+        self.optimizer = optim.make(optimizer)
         self.loss_norm = _checks.one_of("loss_norm", loss_norm, LOSS_NORMS)
-
-    def init(self, w0, hyper):
-        return common.init_state(w0, self.optimizer, hyper)
 
     def step(self, state, key, problem: Problem, hyper):
         xs, ys = problem.contexts(key, self.batch_size)
         norm = self.batch_size * (problem.length if self.loss_norm == "token" else 1)
         coef = jnp.ones((self.batch_size,), jnp.float32) / norm
-        g = common.weighted_grad(problem.fmap, state.w, xs, ys, coef, problem.length)
+        g = weighted_grad(problem.fmap, state.w, xs, ys, coef, problem.length)
         none = jnp.asarray(-jnp.inf, jnp.float32)
-        nan = jnp.asarray(jnp.nan, jnp.float32)
-        new = common.apply_ascent(state, g, self.optimizer, none)
-        return new, StepMetrics(none, common.tree_norm(g), jnp.ones(()), nan)
+        return self.ascend(state, g, none), StepMetrics(none, tree_norm(g), jnp.ones(()), {})
 
 
-def pretrain(problem: Problem, key, *, steps: int, batch_size: int = 256, optimizer: str = "adagrad",
+def pretrain(problem: Problem, key, *, steps: int, batch_size: int = 256, optimizer: str | optim.Factory = "adagrad",
              lr: float = 0.1, loss_norm: str = "token", w0=None):
     """Supervised pre-training of a base model ``q0`` (the authors' recipe by default:
     Adagrad, lr 0.1, batch 256, token-averaged cross-entropy). Returns the weights."""
     steps = _checks.int_at_least("steps", steps, 1)
     alg = SGD(batch_size=batch_size, optimizer=optimizer, loss_norm=loss_norm)
-    hyper = common.hyper(lr=lr)
+    hyper = make_hyper(lr=lr)
     w0 = problem.fmap.init_params() if w0 is None else w0
 
     @jax.jit

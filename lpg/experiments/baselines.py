@@ -19,11 +19,11 @@ family (margin exactly ``γ``, ``S`` contexts, uniform); base model
 :func:`lpg.tasks.planted_alpha_base` with ``q0(y*|x) = α`` on every context, so
 ``Q_{q0}(ε) = α`` exactly. Measured: reward queries until the exact error is ``≤ ε``
 (:func:`lpg.hitting.run_until`; budget-censored runs are kept), and the fraction of
-zero-variance groups (every sample in the group got the same reward; ``StepMetrics``),
-probed with ``n_probe`` independent steps at the base model and at the weights where the
-run stopped. At the base it is exactly ``(1 − α)^G + α^G`` per group, drawn as the
-reference: with a low LQ nearly every group fails together, and RLOO and GRPO then
-have *zero* advantage — no update at all.
+zero-variance groups (every sample in the group got the same reward; the step's
+``aux["zero_var"]``), probed with ``n_probe`` independent steps at the base model and at
+the weights where the run stopped. At the base it is exactly ``(1 − α)^G + α^G`` per
+group, drawn as the reference: with a low LQ nearly every group fails together, and
+RLOO and GRPO then have *zero* advantage — no update at all.
 
 Why none can escape (in expectation): a baseline ``b`` that does not depend on the
 sample adds ``E[b ∇log p_w(y|x)] = 0``, and ±1 rewards add ``−E[∇log p_w] = 0``; the mean
@@ -33,116 +33,50 @@ the likelihood of ``y*``. Fit: slope of ``ln(queries)`` against ``ln(1/Q)`` wher
 slope is significantly below 1 (95% interval entirely below ``escape_below``) with every
 point of the regime estimable (a point with most runs censored is costlier, not
 cheaper). The cost is ``≈ A + B/Q``: the α-independent part ``A`` (learning once the
-first successes arrive) keeps the local slope below 1 until ``B/Q ≫ A``; at the CPU
-default that is only reached near ``1/Q = 10^4``, so slopes there read ≈ 0.8 for every
-estimator alike. ``GPU_SETTINGS`` extend α to 1e-5.
+first successes arrive) keeps the local slope below 1 until ``B/Q ≫ A``, which the CPU
+default barely reaches; the ``gpu`` profile extends α to 1e-5, where the ``1/Q`` regime
+is wide.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import lpg
-from lpg import _checks, plotting
-from lpg.analysis import censored_median
-from lpg.experiments import Experiment, register
-from lpg.experiments._scaling import (
-    censored_legend_handle,
-    fit_record,
-    planted_problem,
-    scaling_series,
-    slopes_table,
-    theory_overlay,
-)
+from lpg import plotting
+from lpg.analysis import censored_median, fit_record, slopes_table
 from lpg.features import max_planted_contexts
 from lpg.hitting import error_at_most, run_until
+from lpg.problem import planted_problem
+from lpg.spec import Choices, Experiment, Int, Profile, Real, Reals, Sweep, common, divides
+from lpg.theory import zero_variance_probability
 
 LN10 = math.log(10.0)
-VARIANTS: dict[str, dict] = {
-    "none_01": {},
-    "none_pm1": {"signed": True},
-    "batch_mean_pm1": {"signed": True, "baseline": "batch_mean"},
-    "rloo_01": {"baseline": "rloo"},
-    "grpo_01": {"baseline": "grpo"},
-}
+VARIANTS: dict[str, tuple[bool, str]] = {"none_01": (False, "none"), "none_pm1": (True, "none"),
+                                          "batch_mean_pm1": (True, "batch_mean"), "rloo_01": (False, "rloo"),
+                                          "grpo_01": (False, "grpo")}
+"""Each estimator: (``±1`` reward, advantage)."""
 LABELS = {"none_01": "none, 0/1", "none_pm1": "none, $\\pm 1$", "batch_mean_pm1": "batch mean, $\\pm 1$",
           "rloo_01": "RLOO, 0/1", "grpo_01": "GRPO, 0/1"}
 COLORS = {"none_01": "#1f5fa8", "none_pm1": "#5dade2", "batch_mean_pm1": "#c0392b", "rloo_01": "#27ae60",
           "grpo_01": "#8e44ad"}
 
-DEFAULTS: dict[str, Any] = {
-    "variants": list(VARIANTS),
-    "k": 4,
-    "N": 8,
-    "gamma": 0.5,
-    "n_contexts": 2,
-    "eps": 0.1,
-    "batch_size": 2,
-    "group_size": 4,
-    "log10_alphas": [-2.0, -2.5, -3.0, -3.5, -4.0],
-    "regime_min": 300.0,
-    "escape_below": 0.75,
-    "max_steps": 40000,
-    "check_every": 20,
-    "n_probe": 64,
-    "chunk_size": 16,
-}
-"""CPU default (about 3 minutes on 2 cores with 16 seeds)."""
 
-GPU_SETTINGS: dict[str, Any] = {
-    "N": 16,
-    "gamma": 0.25,
-    "n_contexts": 21,
-    "batch_size": 8,
-    "group_size": 8,
-    "log10_alphas": [-2.0, -2.5, -3.0, -3.5, -4.0, -4.5, -5.0],
-    "max_steps": 400000,
-    "check_every": 100,
-    "chunk_size": 0,
-}
-"""Overrides for a GPU (``--set`` each, ``--seeds 64``): S = 21 contexts, groups of 8,
-and α down to 1e-5, where the 1/α regime is wide."""
-
-
-def validate(config: dict) -> None:
-    names = config["variants"]
-    if not names or len(set(names)) != len(names):
-        raise ValueError(f"variants must list distinct estimators, got {names!r}")
-    for v in names:
-        _checks.one_of("variants[i]", v, VARIANTS)
-    k = _checks.int_at_least("k", config["k"], 2)
-    _checks.int_at_least("N", config["N"], 1)
-    g = _checks.in_open_closed("gamma", config["gamma"], 0.0, 1.0)
-    s_max = max_planted_contexts(k, g)
-    if s_max < 1:
-        raise ValueError(f"gamma must allow at least one planted context for k={k}, got {g}")
-    _checks.int_at_least("n_contexts", config["n_contexts"], 1)
+def _contexts_fit(config: dict) -> str | None:
+    s_max = max_planted_contexts(config["k"], config["gamma"])
     if config["n_contexts"] > s_max:
-        raise ValueError(f"n_contexts must be at most k/((k-1)*gamma^2) = {s_max}, got {config['n_contexts']}")
-    _checks.in_open("eps", config["eps"], 0.0, 1.0)
-    _checks.int_at_least("batch_size", config["batch_size"], 1)
-    _checks.int_at_least("group_size", config["group_size"], 2)
-    vals = config["log10_alphas"]
-    if len(vals) < 2 or any(not (-30.0 < float(v) < 0.0) for v in vals):
-        raise ValueError(f"log10_alphas must hold at least two log10 likelihoods in (-30, 0), got {vals!r}")
-    _checks.positive("regime_min", config["regime_min"])
-    _checks.positive("escape_below", config["escape_below"])
-    for name in ("max_steps", "check_every", "n_probe"):
-        _checks.int_at_least(name, config[name], 1)
-    if config["max_steps"] % config["check_every"]:
-        raise ValueError(f"check_every must divide max_steps={config['max_steps']}, got {config['check_every']}")
-    _checks.int_at_least("chunk_size", config["chunk_size"], 0)
+        return f"n_contexts must be at most k/((k-1)*gamma^2) = {s_max}, got {config['n_contexts']}"
 
 
 def algorithm(config: dict, variant: str) -> lpg.PolicyGradient:
-    return lpg.PolicyGradient("outcome", batch_size=config["batch_size"], group_size=config["group_size"],
-                              path="sample", **VARIANTS[variant])
+    signed, advantage = VARIANTS[variant]
+    return lpg.PolicyGradient(lpg.rewards.Outcome(signed=signed), advantage=advantage, event_path=False,
+                              batch_size=config["batch_size"], group_size=config["group_size"])
 
 
 def make_run(config: dict, variant: str):
@@ -154,7 +88,7 @@ def make_run(config: dict, variant: str):
     def probe(problem, w, key):
         state = alg.init(w, hyper)
         keys = jax.random.split(key, config["n_probe"])
-        return jnp.mean(jax.vmap(lambda kk: alg.step(state, kk, problem, hyper)[1].zero_var)(keys))
+        return jnp.mean(jax.vmap(lambda kk: alg.step(state, kk, problem, hyper)[1].aux["zero_var"])(keys))
 
     def run(key, log10_alpha):
         k_task, k_run, k_p0, k_p1 = jax.random.split(key, 4)
@@ -171,23 +105,15 @@ def make_run(config: dict, variant: str):
     return run
 
 
-def zero_var_exact(alpha: np.ndarray, G: int) -> np.ndarray:
-    """Probability that a group of ``G`` samples, each correct with probability ``α``,
-    gets one reward for all: ``(1 − α)^G + α^G``."""
-    a = np.asarray(alpha, np.float64)
-    return (1.0 - a) ** G + a**G
-
-
-def summary_of(arrays: dict, config: dict) -> dict:
+def summary_of(table, config: dict) -> dict:
     G = config["group_size"]
     slopes, points, escapes = {}, {}, {}
     for v in config["variants"]:
-        la = arrays[f"{v}_log10_alpha"].astype(np.float64)
-        inv_q = np.exp(-arrays[f"{v}_log_lq"].astype(np.float64))
-        t = arrays[f"{v}_log_queries"].astype(np.float64)
-        cens = ~arrays[f"{v}_hit"].astype(bool)
-        rec = fit_record(inv_q, t, cens, theory=1.0, accept=(0.75, 1.25), log_x=True, log_y=False,
-                         regime=[config["regime_min"], math.inf],
+        rows = table.where(part=v)
+        la, t = rows["log10_alpha"].astype(np.float64), rows["log_queries"].astype(np.float64)
+        cens = ~rows["hit"].astype(bool)
+        rec = fit_record(np.exp(-rows["log_lq"].astype(np.float64)), t, cens, theory=1.0, accept=(0.75, 1.25),
+                         log_x=True, log_y=False, regime=[config["regime_min"], math.inf],
                          note="d ln(queries) / d ln(1/Q_q0(eps)) where 1/Q >= regime_min")
         slopes[f"{v}_vs_invQ"] = rec
         # An escape needs every point of the regime estimable: a point with most runs
@@ -196,14 +122,13 @@ def summary_of(arrays: dict, config: dict) -> dict:
         escapes[v] = bool(rec["n_unestimable"] == 0 and hi is not None and math.isfinite(hi)
                           and hi < config["escape_below"])
         alphas = sorted(set(la.tolist()))
-        zb = arrays[f"{v}_zero_var_base"].astype(np.float64)
-        ze = arrays[f"{v}_zero_var_end"].astype(np.float64)
+        zb, ze = rows["zero_var_base"].astype(np.float64), rows["zero_var_end"].astype(np.float64)
         points[v] = {
             "log10_alpha": alphas,
             "log10_median_queries": [censored_median(t[la == a], cens[la == a]) / LN10 for a in alphas],
             "censored_fraction": [float(cens[la == a].mean()) for a in alphas],
             "zero_var_base": [float(zb[la == a].mean()) for a in alphas],
-            "zero_var_base_exact": zero_var_exact(10.0 ** np.asarray(alphas), G).tolist(),
+            "zero_var_base_exact": zero_variance_probability(10.0 ** np.asarray(alphas), G).tolist(),
             "zero_var_end": [float(ze[la == a].mean()) for a in alphas],
         }
     return {
@@ -227,21 +152,21 @@ def _floats(values) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], np.float64)
 
 
-def figure(arrays: dict, config: dict, summary: dict, out_dir: Path, name: str) -> list[Path]:
-    G = config["group_size"]
-    n_seeds = int(config.get("seeds", 0))
+def figure(table, config: dict, summary: dict, out_dir: Path, name: str) -> list[Path]:
+    """Queries vs 1/Q per estimator, their medians relative to the first, and the zero-variance groups."""
+    G, n_seeds = config["group_size"], int(config.get("seeds", 0))
     fig, ax = plotting.figure(3, width=4.6, height=3.8)
     first = config["variants"][0]
     ref = _floats(summary["points"][first]["log10_median_queries"])
     for v in config["variants"]:
-        lq = arrays[f"{v}_log_lq"].astype(np.float64)
-        cens = ~arrays[f"{v}_hit"].astype(bool)
-        y = arrays[f"{v}_log_queries"].astype(np.float64) / LN10
-        xs, med = scaling_series(ax[0], np.exp(-lq), y, cens, label=LABELS[v], color=COLORS[v], jitter=0.04)
+        rows = table.where(part=v)
+        lq, y = rows["log_lq"].astype(np.float64), rows["log_queries"].astype(np.float64) / LN10
+        xs, med = plotting.scaling_series(ax[0], np.exp(-lq), y, ~rows["hit"].astype(bool), label=LABELS[v],
+                                          color=COLORS[v], jitter=0.04)
         if v == first:
             reg = xs >= config["regime_min"]
-            theory_overlay(ax[0], xs[reg], med[reg], 1.0, color="0.3",
-                           label="theory $\\propto 1/Q_{q_0}(\\varepsilon)$, fitted constant")
+            plotting.theory_overlay(ax[0], xs[reg], med[reg], 1.0, color="0.3",
+                                    label="theory $\\propto 1/Q_{q_0}(\\varepsilon)$, fitted constant")
         p = summary["points"][v]
         x = 10.0 ** -np.asarray(p["log10_alpha"])
         ax[1].plot(x, _floats(p["log10_median_queries"]) - ref, "o-", color=COLORS[v], ms=3.5, label=LABELS[v])
@@ -249,12 +174,12 @@ def figure(arrays: dict, config: dict, summary: dict, out_dir: Path, name: str) 
         ax[2].plot(x, p["zero_var_end"], "s:", color=COLORS[v], ms=3, alpha=0.7)
     x = 10.0 ** -np.asarray(summary["points"][first]["log10_alpha"])
     xx = np.geomspace(x.min(), x.max(), 100)
-    ax[2].plot(xx, zero_var_exact(1.0 / xx, G), "k--", lw=1, label=f"exact at base: $(1-\\alpha)^G+\\alpha^G$, G={G}")
+    ax[2].plot(xx, zero_variance_probability(1.0 / xx, G), "k--", lw=1,
+               label=f"exact at base: $(1-\\alpha)^G+\\alpha^G$, G={G}")
     ax[0].set(title=f"reward queries to error $\\leq {config['eps']:g}$", xlabel="$1/Q_{q_0}(\\varepsilon)$",
               ylabel="reward queries")
     plotting.log10_axis(ax[0], "y")
-    handles, _ = ax[0].get_legend_handles_labels()
-    handles.append(censored_legend_handle())
+    handles = ax[0].get_legend_handles_labels()[0] + [plotting.censored_legend_handle()]
     ax[0].legend(handles=handles, fontsize=6, loc="upper left", frameon=False)
     ax[1].axhline(0.0, color="0.5", lw=0.8)
     ax[1].set(title=f"median queries relative to {LABELS[first]}", xlabel="$1/Q_{q_0}(\\varepsilon)$",
@@ -266,54 +191,63 @@ def figure(arrays: dict, config: dict, summary: dict, out_dir: Path, name: str) 
     for a in ax:
         a.set_xscale("log")
         a.grid(alpha=0.25, which="both")
-    fig.suptitle(f"{name}: advantage estimators vs the LQ barrier; planted k={config['k']}, N={config['N']}, "
-                 f"$\\gamma$={config['gamma']:g}, S={config['n_contexts']}, B={config['batch_size']}, G={G}; "
-                 f"dots: runs, lines: Kaplan-Meier medians over {n_seeds} seeds", fontsize=9)
-    fig.tight_layout()
-    return plotting.save(fig, out_dir, name)
+    title = (f"{name}: advantage estimators vs the LQ barrier; planted k={config['k']}, N={config['N']}, "
+             f"$\\gamma$={config['gamma']:g}, S={config['n_contexts']}, B={config['batch_size']}, G={G}; "
+             f"dots: runs, lines: Kaplan-Meier medians over {n_seeds} seeds")
+    return plotting.save(fig, out_dir, name, title)
 
 
-def table(summary: dict) -> str:
-    rows = [("estimator", "zero-var at base (exact)", "zero-var at end", "escapes")]
-    for v in summary["points"]:
-        p = summary["points"][v]
-        zv = f"{p['zero_var_base'][0]:.4f} ({p['zero_var_base_exact'][0]:.4f})"
-        rows.append((v, zv, f"{p['zero_var_end'][0]:.3f}", "YES" if summary["escapes"][v] else "no"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [slopes_table(summary["slopes"])]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    ver = summary["verdict"]
-    lines.append("zero-var columns: at the smallest alpha; slopes: ln(queries to error <= eps) vs ln(1/Q)")
-    lines.append(f"no estimator escapes the LQ barrier: {'yes' if ver['no_estimator_escapes'] else 'NO'}; "
-                 f"every slope near 1: {'yes' if ver['every_slope_near_1'] else 'NO'}")
-    return "\n".join(lines)
-
-
-@register
 class Baselines(Experiment):
     name = "baselines"
-    description = "LLM-practice advantages (none, batch mean, RLOO, GRPO): zero-variance groups, none escapes the LQ barrier"
-    defaults = DEFAULTS
+    description = ("LLM-practice advantages (none, batch mean, RLOO, GRPO): zero-variance groups, none escapes "
+                   "the LQ barrier")
+    claims = ("C6",)
+    settings = {
+        "variants": Choices(list(VARIANTS), "advantage estimators (reward sign and advantage)", VARIANTS),
+        **common(k=4, N=8, gamma=0.5, max_steps=40000, check_every=20, chunk_size=16),
+        "n_contexts": Int(2, "planted contexts S (at most k/((k-1) gamma^2))", low=1),
+        "eps": Real(0.1, "target: exact error <= eps", low=0.0, high=1.0, open_low=True, open_high=True),
+        "batch_size": Int(2, "contexts per step", low=1),
+        "group_size": Int(4, "samples per context (the group of RLOO and GRPO)", low=2),
+        "log10_alphas": Reals([-2.0, -2.5, -3.0, -3.5, -4.0], "log10 of the base likelihood alpha = Q_q0(eps)",
+                              low=-30.0, high=0.0, open_low=True, open_high=True, min_len=2),
+        "regime_min": Real(300.0, "slopes are fitted where 1/Q >= regime_min", low=0.0, open_low=True),
+        "escape_below": Real(0.75, "an estimator escapes if its slope's 95% interval lies below this", low=0.0,
+                             open_low=True),
+        "n_probe": Int(64, "independent steps probing the zero-variance fraction", low=1),
+    }
+    constraints = (_contexts_fit, divides("check_every", "max_steps"))
     default_seeds = 16
+    profiles = {
+        "gpu": Profile(64, {"N": 16, "gamma": 0.25, "n_contexts": 21, "batch_size": 8, "group_size": 8,
+                            "log10_alphas": [-2.0, -2.5, -3.0, -3.5, -4.0, -4.5, -5.0], "max_steps": 400000,
+                            "check_every": 100, "chunk_size": 0},
+                       "S = 21 contexts, groups of 8, alpha down to 1e-5 (a wide 1/alpha regime); 64 seeds"),
+        "quick": Profile(2, {}),
+    }
 
-    validate = staticmethod(validate)
-
-    def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
-        arrays, timing = {}, {}
+    def sweeps(self, config):
+        """One sweep per estimator, in the order of ``variants``."""
+        alphas = [float(a) for a in config["log10_alphas"]]
         for v in config["variants"]:
-            result = self.sweep_part(make_run(config, v), {"log10_alpha": [float(a) for a in config["log10_alphas"]]},
-                                     config, seeds=seeds, out_dir=out_dir, resume=resume, part=v, variant=v)
-            for key, value in result.outputs.items():
-                arrays[f"{v}_{key}"] = value
-            arrays[f"{v}_log10_alpha"] = result.settings["log10_alpha"]
-            arrays[f"{v}_seed"] = result.seed
-            timing[v] = result.timing
-        return arrays, timing
+            yield Sweep(v, make_run(config, v), {"log10_alpha": alphas}, {"variant": v})
 
-    summarise = staticmethod(summary_of)
+    def summarise(self, table, config):
+        return summary_of(table, config)
 
-    def draw(self, arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
-        return figure(arrays, config, summary, out_dir, self.name)
+    def draw(self, table, config, summary, out_dir):
+        return figure(table, config, summary, out_dir, self.name)
 
-    def table(self, summary: dict) -> str:
-        return table(summary) + "\n" + self.compute_line(summary)
+    def text(self, summary: dict) -> str:
+        rows = [("estimator", "zero-var at base (exact)", "zero-var at end", "escapes")]
+        for v, p in summary["points"].items():
+            zv = f"{p['zero_var_base'][0]:.4f} ({p['zero_var_base_exact'][0]:.4f})"
+            rows.append((v, zv, f"{p['zero_var_end'][0]:.3f}", "YES" if summary["escapes"][v] else "no"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = [slopes_table(summary["slopes"])]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        ver = summary["verdict"]
+        lines.append("zero-var columns: at the smallest alpha; slopes: ln(queries to error <= eps) vs ln(1/Q)")
+        lines.append(f"no estimator escapes the LQ barrier: {'yes' if ver['no_estimator_escapes'] else 'NO'}; "
+                     f"every slope near 1: {'yes' if ver['every_slope_near_1'] else 'NO'}")
+        return "\n".join(lines + [self.timing_line(summary)])

@@ -4,11 +4,10 @@ supervised checkpoints (PAPER.md §5, Figure 2; claim C8).
 A teacher with Rademacher contexts (d = 32, k = 10, N = 100) is learnt by supervised
 training (Adagrad, lr 1.0, batch 256, token-averaged cross-entropy); every 500 steps,
 ten times, the checkpoint's likelihood of ``y*`` is measured on 16384 fresh contexts,
-giving ``P_x(q(y*|x) ≤ α)``, ``Q_q(ε)`` and ``α·P_x(q(y*|x) > α)``. While the test
-error falls and the median likelihood approaches 1, the LQ at small ε stays many orders
-of magnitude below 1 (about 1e-25 at ε = 0.01 after 5000 steps, against the uniform
-policy's 1e-100): pre-training leaves a tail of contexts with tiny base likelihood, the
-quantity that governs outcome-reward post-training (C4, C8).
+giving ``P_x(q(y*|x) ≤ α)``, ``Q_q(ε)`` and ``α·P_x(q(y*|x) > α)``. What Figure 2 shows:
+while the test error falls and the median likelihood approaches 1, the LQ at small ε
+stays many orders of magnitude below 1 — pre-training leaves a tail of contexts with
+tiny base likelihood, the quantity that governs outcome-reward post-training (C4, C8).
 """
 
 from __future__ import annotations
@@ -21,12 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import lpg
-from lpg import _checks, plotting
-from lpg.algorithms.common import OPTIMIZERS
-from lpg.algorithms.sgd import LOSS_NORMS
-from lpg.experiments import Experiment, register
+from lpg import optim, plotting
 from lpg.metrics import likelihood_cdf, likelihood_quantile, log_alpha_tail
 from lpg.results import summarise
+from lpg.spec import Choice, Experiment, Int, Profile, Real, Sweep, common
 from lpg.tasks import CONTEXTS
 
 LN10 = math.log(10.0)
@@ -60,30 +57,31 @@ def make_run(config: dict):
         curves = lpg.train(alg, problem, lpg.hyper(lr=config["lr"]), k_train, steps=steps,
                            log_every=config["checkpoint_every"], w0=problem.fmap.init_params()).curves
         ll = curves.track_log_lik  # (C + 1, n_samples)
-        return {
+        return {"curves": {"sgd": {
             "step": curves.step,
             "test_error": curves.test_error,
             "cdf": likelihood_cdf(ll, log_alphas),
             "log_lq": jnp.stack([likelihood_quantile(ll, e) for e in eps], axis=-1),
             "log_tail": log_alpha_tail(ll, log_alphas),
             "median_log_lik": jnp.median(ll, axis=-1),
-        }
+        }}}
 
     return run
 
 
-def summary_of(arrays: dict, config: dict) -> dict:
-    lq = np.asarray(arrays["log_lq"], np.float64) / LN10  # (S, C + 1, E)
+def summary_of(table, config: dict) -> dict:
+    lq = table.by_run("log_lq").astype(np.float64) / LN10  # (S, C + 1, E)
+    test_error, median = table.by_run("test_error"), table.by_run("median_log_lik")
     eps = eps_grid(config)
     report = {f"{e:g}": int(np.argmin(np.abs(eps - e))) for e in (0.01, 0.1, 0.5)}
     uniform = -config["N"] * math.log10(config["k"])
     per_ckpt = []
-    for c, step in enumerate(np.asarray(arrays["step"])[0]):
+    for c, step in enumerate(table.by_run("step")[0]):
         per_ckpt.append({
             "step": int(step),
-            "test_error": summarise(arrays["test_error"][:, c]),
+            "test_error": summarise(test_error[:, c]),
             "log10_lq": {name: summarise(lq[:, c, j]) for name, j in report.items()},
-            "log10_median_likelihood": summarise(arrays["median_log_lik"][:, c] / LN10),
+            "log10_median_likelihood": summarise(median[:, c] / LN10),
         })
     last = per_ckpt[-1]
     return {
@@ -100,94 +98,75 @@ def summary_of(arrays: dict, config: dict) -> dict:
     }
 
 
+def figure(table, config: dict, out_dir: Path, name: str) -> list[Path]:
+    steps = table.by_run("step")[0]
+    cdf, log_lq, log_tail = table.by_run("cdf"), table.by_run("log_lq"), table.by_run("log_tail")
+    la, eps = alpha_grid(config), eps_grid(config)
+    uniform = -config["N"] * math.log10(config["k"])
+    fig, ax = plotting.figure(3, width=4.6, height=3.6)
+    cmap = plotting.plt.get_cmap("viridis")
+    for c, step in enumerate(steps):
+        kw = dict(label=f"step {step}", color=cmap(c / max(1, len(steps) - 1)))
+        plotting.seed_band(ax[0], la, cdf[:, c], alpha=0.1, **kw)
+        plotting.seed_band(ax[1], eps, log_lq[:, c] / LN10, alpha=0.1, **kw)
+        plotting.seed_band(ax[2], la, np.exp(log_tail[:, c]), alpha=0.1, **kw)
+    for axis in (ax[0], ax[2]):
+        axis.axvline(uniform, color="0.5", ls=":", lw=1)
+        plotting.log10_axis(axis, "x")
+    # The tail lives where α·P(q > α) is not negligible: zoom there.
+    tail = np.exp(np.asarray(log_tail, np.float64))
+    visible = la[np.any(tail >= 1e-3 * np.max(tail), axis=(0, 1))]
+    if visible.size:
+        ax[2].set_xlim(max(la[0], visible[0] - 1.0), 0.0)
+    ax[1].axhline(uniform, color="0.5", ls=":", lw=1, label="uniform $k^{-N}$")
+    ax[1].set_xscale("log")
+    plotting.log10_axis(ax[1])
+    ax[0].set(title="likelihood CDF", xlabel=r"$\alpha$", ylabel=r"$P_x(q(y^*|x) \leq \alpha)$")
+    ax[1].set(title="Likelihood Quantile", xlabel=r"$\varepsilon$", ylabel=r"$Q_q(\varepsilon)$")
+    ax[2].set(title=r"$\alpha$-tail", xlabel=r"$\alpha$", ylabel=r"$\alpha \cdot P_x(q(y^*|x) > \alpha)$")
+    ax[1].legend(fontsize=6, ncol=2, loc="lower right")
+    title = (f"{name}: supervised checkpoints every {config['checkpoint_every']} steps (d={config['d']}, "
+             f"k={config['k']}, N={config['N']}, {config['n_samples']} contexts; dotted: uniform policy)\n"
+             f"{plotting.band_note(cdf.shape[0])}")
+    return plotting.save(fig, out_dir, name, title)
+
+
 def _fmt(s: dict, spec: str) -> str:
     return "n/a" if not s["n"] else format(s["mean"], spec)
 
 
-@register
 class Figure2(Experiment):
     name = "figure2"
     description = "Paper Figure 2: likelihood CDF, LQ curve and alpha-tail of supervised checkpoints (k=10, N=100)"
-    defaults = {
-        "d": 32,
-        "k": 10,
-        "N": 100,
-        "context": "rademacher",
-        "n_checkpoints": 10,
-        "checkpoint_every": 500,
-        "batch_size": 256,
-        "lr": 1.0,
-        "optimizer": "adagrad",
-        "loss_norm": "token",
-        "n_samples": 16384,
-        "n_test": 1024,
-        "n_alpha": 201,
-        "n_eps": 61,
-        "eps_min": 1e-3,
-        "chunk_size": 0,
+    claims = ("C8",)
+    settings = {
+        **common(d=32, k=10, N=100, chunk_size=0),
+        "context": Choice("rademacher", "context distribution", CONTEXTS),
+        "n_checkpoints": Int(10, "checkpoints measured", low=1),
+        "checkpoint_every": Int(500, "supervised steps between checkpoints", low=1),
+        "batch_size": Int(256, "supervised batch size", low=1),
+        "lr": Real(1.0, "learning rate", low=0.0, open_low=True),
+        "optimizer": Choice("adagrad", "optimiser", optim.OPTIMIZERS),
+        "loss_norm": Choice("token", "'token': the loss is averaged over positions too", ("sequence", "token")),
+        "n_samples": Int(16384, "fresh contexts whose likelihood is measured at each checkpoint", low=1),
+        "n_test": Int(1024, "test contexts for err(w)", low=1),
+        "n_alpha": Int(201, "points of the alpha grid (CDF, tail)", low=2),
+        "n_eps": Int(61, "points of the eps grid (LQ curve)", low=2),
+        "eps_min": Real(1e-3, "smallest eps of the LQ curve", low=0.0, high=0.99, open_low=True, open_high=True),
     }
     default_seeds = 2
+    profiles = {"gpu": Profile(64, {}, "64 seeds")}
 
-    def validate(self, config: dict) -> None:
-        for name in ("d", "N", "n_checkpoints", "checkpoint_every", "batch_size", "n_samples", "n_test"):
-            _checks.int_at_least(name, config[name], 1)
-        _checks.int_at_least("k", config["k"], 2)
-        _checks.int_at_least("n_alpha", config["n_alpha"], 2)
-        _checks.int_at_least("n_eps", config["n_eps"], 2)
-        _checks.int_at_least("chunk_size", config["chunk_size"], 0)
-        _checks.one_of("context", config["context"], CONTEXTS)
-        _checks.one_of("optimizer", config["optimizer"], OPTIMIZERS)
-        _checks.one_of("loss_norm", config["loss_norm"], LOSS_NORMS)
-        _checks.positive("lr", config["lr"])
-        _checks.in_open("eps_min", config["eps_min"], 0.0, 0.99)
+    def sweeps(self, config):
+        yield Sweep("runs", make_run(config))
 
-    summarise = staticmethod(summary_of)
+    def summarise(self, table, config):
+        return summary_of(table, config)
 
-    def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
-        result = self.sweep_part(make_run(config), {}, config, seeds=seeds, out_dir=out_dir, resume=resume,
-                                 part="runs")
-        arrays = {k: np.asarray(v) for k, v in result.outputs.items()}
-        arrays["step"] = arrays["step"][:1]
-        arrays["seed"] = result.seed
-        arrays["log10_alpha"] = alpha_grid(config)
-        arrays["eps"] = eps_grid(config)
-        return arrays, result.timing
+    def draw(self, table, config, summary, out_dir):
+        return figure(table, config, out_dir, self.name)
 
-    def draw(self, a: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
-        steps = np.asarray(a["step"]).reshape(-1)
-        la, eps = a["log10_alpha"], a["eps"]
-        uniform = -config["N"] * math.log10(config["k"])
-        fig, ax = plotting.figure(3, width=4.6, height=3.6)
-        cmap = plotting.plt.get_cmap("viridis")
-        colour = lambda c: cmap(c / max(1, len(steps) - 1))  # noqa: E731
-        for c, step in enumerate(steps):
-            kw = dict(label=f"step {step}", color=colour(c))
-            plotting.seed_band(ax[0], la, a["cdf"][:, c], alpha=0.1, **kw)
-            plotting.seed_band(ax[1], eps, a["log_lq"][:, c] / LN10, alpha=0.1, **kw)
-            plotting.seed_band(ax[2], la, np.exp(a["log_tail"][:, c]), alpha=0.1, **kw)
-        for axis in (ax[0], ax[2]):
-            axis.axvline(uniform, color="0.5", ls=":", lw=1)
-            plotting.log10_axis(axis, "x")
-        # The tail lives where α·P(q > α) is not negligible: zoom there.
-        tail = np.exp(np.asarray(a["log_tail"], np.float64))
-        visible = la[np.any(tail >= 1e-3 * np.max(tail), axis=(0, 1))]
-        if visible.size:
-            ax[2].set_xlim(max(la[0], visible[0] - 1.0), 0.0)
-        ax[1].axhline(uniform, color="0.5", ls=":", lw=1, label="uniform $k^{-N}$")
-        ax[1].set_xscale("log")
-        plotting.log10_axis(ax[1])
-        ax[0].set(title="likelihood CDF", xlabel=r"$\alpha$", ylabel=r"$P_x(q(y^*|x) \leq \alpha)$")
-        ax[1].set(title="Likelihood Quantile", xlabel=r"$\varepsilon$", ylabel=r"$Q_q(\varepsilon)$")
-        ax[2].set(title=r"$\alpha$-tail", xlabel=r"$\alpha$", ylabel=r"$\alpha \cdot P_x(q(y^*|x) > \alpha)$")
-        ax[1].legend(fontsize=6, ncol=2, loc="lower right")
-        n_seeds = a["cdf"].shape[0]
-        fig.suptitle(f"figure2: supervised checkpoints every {config['checkpoint_every']} steps (d={config['d']}, "
-                     f"k={config['k']}, N={config['N']}, {config['n_samples']} contexts; dotted: uniform policy)\n"
-                     f"{plotting.band_note(n_seeds)}", fontsize=9)
-        fig.tight_layout()
-        return plotting.save(fig, out_dir, self.name)
-
-    def table(self, summary: dict) -> str:
+    def text(self, summary: dict) -> str:
         names = list(summary["eps_reported"])
         head = ["step", "test error"] + [f"log10 Q({n})" for n in names] + ["log10 median q"]
         rows = [head]
@@ -199,6 +178,5 @@ class Figure2(Experiment):
         lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
         n = summary["checkpoints"][-1]["test_error"]["n"]
         lines.append(f"means over {n} seeds; uniform policy: log10 k^-N = {summary['uniform_log10_likelihood']:.1f}")
-        t = summary["timing"]
-        lines.append(f"compile {t['compile_s']:.1f}s, run {t['run_s']:.1f}s")
+        lines.append(self.timing_line(summary))
         return "\n".join(lines)

@@ -37,84 +37,39 @@ response there is at most ``q0(y*|x)`` per query (on-policy on an untouched cont
 ``Geometric(q0(y*|x))`` queries on every context it ever learns, and it must learn enough
 contexts for the untouched ones to carry error ``≤ ε``. The cheapest such set (a
 knapsack, relaxed to a linear programme so the bound stays valid) gives the *floor*
-``Σ_c 1/q0(y*_c|c)`` on expected queries, drawn on the figure: ``≈ (n_low − εS)/Q`` on the ``wide`` profile, the ``Ω(1/Q)`` of C6 with an
-explicit constant. It binds learners that sample from ``p_w``, ``q0`` or uniform
-mixtures of them, i.e. every policy-gradient variant; a learner that enumerates the
-``k`` candidate shifts of the planted family would not be bound by it (the paper's lower
-bound is over harder instance classes), and none is run here.
+``Σ_c 1/q0(y*_c|c)`` on expected queries, drawn on the figure
+(:func:`lpg.theory.lq_floor`): ``≈ (n_low − εS)/Q`` on the ``wide`` profile, the
+``Ω(1/Q)`` of C6 with an explicit constant. It binds learners that sample from ``p_w``,
+``q0`` or uniform mixtures of them, i.e. every policy-gradient variant; a learner that
+enumerates the ``k`` candidate shifts of the planted family would not be bound by it
+(the paper's lower bound is over harder instance classes), and none is run here.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import lpg
-from lpg import _checks, plotting
-from lpg.analysis import censored_median
-from lpg.experiments import Experiment, register
-from lpg.experiments._scaling import (
-    censored_legend_handle,
-    fit_record,
-    lower_bound_overlay,
-    orm_log_m,
-    planted_problem,
-    scaling_series,
-    slopes_table,
-    theory_overlay,
-)
+from lpg import plotting
+from lpg.analysis import censored_median, fit_record, slopes_table
 from lpg.features import max_planted_contexts
 from lpg.hitting import error_at_most, run_until
+from lpg.problem import planted_problem
+from lpg.spec import Experiment, Int, Profile, Real, Reals, Sweep, common, divides
+from lpg.theory import lq_floor, orm_log_m
 
 LN10 = math.log(10.0)
 VARIANTS = ("alg1", "alg1_full", "pg")
 PROFILES = ("wide", "narrow")
-LABELS = {
-    "alg1": "Algorithm 1, $m=\\lceil 1/Q\\rceil$",
-    "alg1_full": "Algorithm 1, $m=k^N$",
-    "pg": "on-policy PG",
-}
+LABELS = {"alg1": "Algorithm 1, $m=\\lceil 1/Q\\rceil$", "alg1_full": "Algorithm 1, $m=k^N$", "pg": "on-policy PG"}
 COLORS = {"alg1": "#c0392b", "alg1_full": "#e67e22", "pg": "#1f5fa8"}
-
-DEFAULTS: dict[str, Any] = {
-    "k": 4,
-    "N": 16,
-    "gamma": 0.2,
-    "eps": 0.05,
-    "alpha_high": 0.5,
-    "wide_factor": 4.0,
-    "log10_alphas": [-1.0, -1.5, -2.0, -2.5, -3.0, -3.5, -4.0, -5.0, -6.0],
-    "pg_log10_alphas": [-1.0, -1.5, -2.0, -2.5, -3.0, -3.5],
-    "alg1_max_steps": 40000,
-    "pg_max_steps": 150000,
-    "check_every": 10,
-    "regime_factor": 10.0,
-    "chunk_size": 16,
-}
-"""CPU default (about 2 minutes on 2 cores with 16 seeds)."""
-
-GPU_SETTINGS: dict[str, Any] = {
-    "N": 32,
-    "gamma": 0.1,
-    "log10_alphas": [-1.0, -1.5, -2.0, -2.5, -3.0, -3.5, -4.0, -5.0, -6.0, -7.0, -8.0],
-    "pg_log10_alphas": [-1.0, -1.5, -2.0, -2.5, -3.0, -3.5, -4.0, -4.5],
-    "alg1_max_steps": 200000,
-    "pg_max_steps": 3000000,
-    "check_every": 50,
-    "chunk_size": 0,
-}
-"""Overrides for a GPU (``--set`` each, with ``--seeds 64``): ``S = 133`` contexts,
-longer responses, α down to 1e-8 and a budget that lets on-policy PG reach α ≈ 3e-5."""
-
-
-# ---------------------------------------------------------------------------------
-# The experiment
-# ---------------------------------------------------------------------------------
+OPEN_01 = dict(low=0.0, high=1.0, open_low=True, open_high=True)
+LOG10_LIKELIHOOD = dict(low=-30.0, high=0.0, open_low=True, open_high=True)
 
 
 def n_contexts(config: dict) -> int:
@@ -124,64 +79,38 @@ def n_contexts(config: dict) -> int:
 def profile_counts(config: dict) -> dict[str, int]:
     """Number of low-likelihood contexts of each profile."""
     S, eps = n_contexts(config), config["eps"]
-    return {
-        "wide": int(math.ceil(config["wide_factor"] * eps * S - 1e-9)),
-        "narrow": int(math.ceil(eps * S - 1e-9)) - 1,
-    }
+    return {"wide": int(math.ceil(config["wide_factor"] * eps * S - 1e-9)),
+            "narrow": int(math.ceil(eps * S - 1e-9)) - 1}
 
 
-def validate(config: dict) -> None:
-    _checks.int_at_least("k", config["k"], 2)
-    _checks.int_at_least("N", config["N"], 1)
-    _checks.in_open_closed("gamma", config["gamma"], 0.0, 1.0)
-    _checks.in_open("eps", config["eps"], 0.0, 1.0)
-    _checks.in_open("alpha_high", config["alpha_high"], 0.0, 1.0)
-    _checks.positive("wide_factor", config["wide_factor"])
-    _checks.positive("regime_factor", config["regime_factor"])
-    for name in ("alg1_max_steps", "pg_max_steps", "check_every"):
-        _checks.int_at_least(name, config[name], 1)
-    _checks.int_at_least("chunk_size", config["chunk_size"], 0)
-    for name in ("alg1_max_steps", "pg_max_steps"):
-        if config[name] % config["check_every"]:
-            raise ValueError(f"check_every must divide {name}={config[name]}, got {config['check_every']}")
-    for name in ("log10_alphas", "pg_log10_alphas"):
-        vals = config[name]
-        if not vals or any(not (-30.0 < float(v) < 0.0) for v in vals):
-            raise ValueError(f"{name} must be a non-empty list of log10 likelihoods in (-30, 0), got {vals!r}")
-    s_max = max_planted_contexts(config["k"], config["gamma"])
-    if s_max < 1:
-        raise ValueError(f"gamma must allow at least one planted context for k={config['k']}, got {config['gamma']}")
+def _profiles_fit(config: dict) -> str | None:
+    """The narrow profile has a low context, the wide one at most ``S``, and every
+    ``α_low`` lies below ``α_high`` (``S ≥ 1`` already follows from ``γ ≤ 1``, ``k ≥ 2``)."""
+    S, k, gamma = n_contexts(config), config["k"], config["gamma"]
     counts = profile_counts(config)
     if counts["narrow"] < 1:
-        raise ValueError(
-            f"eps must exceed 1/S = {1 / s_max:.4g} (S={s_max} contexts for k={config['k']}, gamma={config['gamma']}) "
-            f"so that the narrow profile has a low context, got {config['eps']}"
-        )
-    if counts["wide"] > s_max:
-        raise ValueError(f"wide_factor*eps*S must be at most S={s_max}, got wide_factor={config['wide_factor']}")
+        return (f"eps must exceed 1/S = {1 / S:.4g} (S={S} contexts for k={k}, gamma={gamma}) "
+                f"so that the narrow profile has a low context, got {config['eps']}")
+    if counts["wide"] > S:
+        return f"wide_factor*eps*S must be at most S={S}, got wide_factor={config['wide_factor']}"
     for name in ("log10_alphas", "pg_log10_alphas"):
         if max(config[name]) >= math.log10(config["alpha_high"]):
-            raise ValueError(f"{name} must lie below log10(alpha_high)={math.log10(config['alpha_high']):.3g}")
+            return f"{name} must lie below log10(alpha_high)={math.log10(config['alpha_high']):.3g}"
 
 
 def base_alphas(config: dict, log10_alpha, n_low) -> jax.Array:
     """Per-context base likelihoods: the first ``n_low`` contexts at ``α_low``."""
-    S = n_contexts(config)
-    return jnp.where(jnp.arange(S) < n_low, 10.0 ** jnp.asarray(log10_alpha, jnp.float32), config["alpha_high"])
+    alpha_low = 10.0 ** jnp.asarray(log10_alpha, jnp.float32)
+    return jnp.where(jnp.arange(n_contexts(config)) < n_low, alpha_low, config["alpha_high"])
 
 
-def algorithm(variant: str):
-    return lpg.PolicyGradient("outcome", batch_size=1) if variant == "pg" else lpg.BestOfM(batch_size=1)
-
-
-def make_run(config: dict, variant: str):
+def make_run(config: dict, part: str):
     """``run(key, full, log10_alpha, n_low)`` of one seed: the task and base model, the
-    exact LQ, then :func:`run_until` error ``≤ ε`` (``variant``: ``"alg1"`` or ``"pg"``;
+    exact LQ, then :func:`run_until` error ``≤ ε`` (``part``: ``"alg1"`` or ``"pg"``;
     ``full = 1``: Algorithm 1 with ``m = k^N``)."""
     k, N, eps = config["k"], config["N"], config["eps"]
-    alg = algorithm(variant)
-    max_steps = config["pg_max_steps"] if variant == "pg" else config["alg1_max_steps"]
-    log_kN = N * math.log(k)
+    alg = lpg.PolicyGradient(lpg.rewards.Outcome(), batch_size=1) if part == "pg" else lpg.BestOfM(batch_size=1)
+    max_steps = config["pg_max_steps"] if part == "pg" else config["alg1_max_steps"]
 
     def run(key, full, log10_alpha, n_low):
         k_task, k_run = jax.random.split(key)
@@ -189,7 +118,7 @@ def make_run(config: dict, variant: str):
         w0 = lpg.tasks.planted_alpha_base(task, base_alphas(config, log10_alpha, n_low))
         problem = planted_problem(task, key=k_task, base=w0)
         log_lq = lpg.likelihood_quantile(lpg.tasks.log_alpha_planted_base(task, w0), eps)
-        log_m = jnp.where(full > 0, log_kN, orm_log_m(log_lq, N, k))
+        log_m = jnp.where(full > 0, N * math.log(k), orm_log_m(log_lq, N, k))
         hyper = lpg.Hyper(jnp.float32(1.0), log_m.astype(jnp.float32), jnp.float32(jnp.inf))
         hit = run_until(alg, problem, hyper, k_run, max_steps=max_steps, target=error_at_most(eps),
                         check_every=config["check_every"])
@@ -198,39 +127,12 @@ def make_run(config: dict, variant: str):
     return run
 
 
-def lq_floor(alphas: np.ndarray, eps: float) -> float:
-    """Expected-query floor (module docstring) for equally likely contexts with base
-    likelihoods ``alphas``: the least ``Σ_{c learnt} 1/α_c`` over sets of learnt contexts
-    whose complement carries error ``Σ (1 − α_c)/S ≤ ε``. Choosing the untouched set is a
-    knapsack (weight ``1 − α``, value ``1/α``); we return its linear-programming
-    relaxation (fill by value per weight, the last item fractionally), which is never
-    above the exact minimum, so the floor stays a valid lower bound."""
-    a = np.asarray(alphas, np.float64)
-    budget = eps * a.size
-    weight, value = 1.0 - a, 1.0 / a
-    saved = 0.0
-    for c in np.argsort(-value / np.maximum(weight, 1e-300)):
-        if weight[c] <= budget:
-            saved += value[c]
-            budget -= weight[c]
-        else:
-            saved += value[c] * budget / weight[c]
-            break
-    return float(value.sum() - saved)
-
-
-def _grid(config: dict, algorithm_name: str) -> dict:
-    """The traced grid of one compiled sweep: Algorithm 1 covers ``alg1`` (``full = 0``)
-    and ``alg1_full`` (``full = 1``) in one program."""
+def _grid(config: dict, part: str) -> dict:
+    """One compiled sweep's grid: Algorithm 1 runs ``alg1`` (``full = 0``) and ``alg1_full`` (``full = 1``)."""
     counts = profile_counts(config)
-    alphas = config["pg_log10_alphas"] if algorithm_name == "pg" else config["log10_alphas"]
-    return {"full": [0] if algorithm_name == "pg" else [0, 1], "log10_alpha": [float(a) for a in alphas],
+    alphas = config["pg_log10_alphas"] if part == "pg" else config["log10_alphas"]
+    return {"full": [0] if part == "pg" else [0, 1], "log10_alpha": [float(a) for a in alphas],
             "n_low": [counts["wide"], counts["narrow"]]}
-
-
-def profile_of(config: dict, n_low: np.ndarray) -> np.ndarray:
-    counts = profile_counts(config)
-    return np.where(np.asarray(n_low) == counts["wide"], "wide", "narrow")
 
 
 def _expectation(variant: str, profile: str) -> tuple[float, tuple[float, float], str]:
@@ -243,13 +145,16 @@ def _expectation(variant: str, profile: str) -> tuple[float, tuple[float, float]
     return 0.0, (-0.2, 0.2), note + " (C4: the LQ, not the smallest likelihood, governs)"
 
 
-def _per_run(arrays: dict, config: dict, variant: str) -> dict:
+def _per_run(table, config: dict, variant: str) -> dict:
+    """The runs of one variant (rows of part ``alg1`` split by ``full``), in run order."""
+    part = "pg" if variant == "pg" else "alg1"
+    rows = table.rows((table["part"] == part) & ((table["full"] > 0) == (variant == "alg1_full")))
     return {
-        "log10_alpha": arrays[f"{variant}_log10_alpha"].astype(np.float64),
-        "profile": profile_of(config, arrays[f"{variant}_n_low"]),
-        "log_lq": arrays[f"{variant}_log_lq"].astype(np.float64),
-        "log_queries": arrays[f"{variant}_log_queries"].astype(np.float64),
-        "censored": ~arrays[f"{variant}_hit"].astype(bool),
+        "log10_alpha": rows["log10_alpha"].astype(np.float64),
+        "profile": np.where(rows["n_low"] == profile_counts(config)["wide"], "wide", "narrow"),
+        "log_lq": rows["log_lq"].astype(np.float64),
+        "log_queries": rows["log_queries"].astype(np.float64),
+        "censored": ~rows["hit"].astype(bool),
     }
 
 
@@ -258,25 +163,22 @@ def _x(run: dict, profile: str) -> np.ndarray:
     return np.exp(-run["log_lq"]) if profile == "wide" else 10.0 ** (-run["log10_alpha"])
 
 
-def summary_of(arrays: dict, config: dict) -> dict:
-    eps = config["eps"]
-    S = n_contexts(config)
-    counts = profile_counts(config)
+def summary_of(table, config: dict) -> dict:
+    eps, S, counts = config["eps"], n_contexts(config), profile_counts(config)
     slopes, points, above_floor = {}, {}, {}
     for v in VARIANTS:
-        run = _per_run(arrays, config, v)
+        run = _per_run(table, config, v)
         for p in PROFILES:
             sel = run["profile"] == p
             theory, accept, note = _expectation(v, p)
             slopes[f"{v}_{p}"] = fit_record(
                 _x(run, p)[sel], run["log_queries"][sel], run["censored"][sel], theory=theory, accept=accept,
                 log_x=True, log_y=False, regime=[config["regime_factor"] / eps, math.inf], note=note)
-            la = run["log10_alpha"][sel]
-            lq, t, c = run["log_lq"][sel], run["log_queries"][sel], run["censored"][sel]
+            la, lq, t, c = run["log10_alpha"][sel], run["log_lq"][sel], run["log_queries"][sel], run["censored"][sel]
             group = np.unique(la)
             meds = np.array([censored_median(t[la == a], c[la == a]) / LN10 for a in group])
-            floor = np.array([math.log10(lq_floor(np.where(np.arange(S) < counts[p], 10.0**a, config["alpha_high"]), eps))
-                              for a in group])
+            floor = np.array([math.log10(lq_floor(np.where(np.arange(S) < counts[p], 10.0**a, config["alpha_high"]),
+                                                  eps)) for a in group])
             points[f"{v}_{p}"] = {
                 "log10_alpha_low": group.tolist(),
                 "log10_inv_lq": [float(-lq[la == a][0] / LN10) for a in group],
@@ -312,33 +214,31 @@ def summary_of(arrays: dict, config: dict) -> dict:
     }
 
 
-def figure(arrays: dict, config: dict, summary: dict, out_dir: Path, name: str) -> list[Path]:
-    eps, gamma = config["eps"], config["gamma"]
-    n_seeds = int(config.get("seeds", 0))
+def figure(table, config: dict, summary: dict, out_dir: Path, name: str) -> list[Path]:
+    """The wide and narrow profiles (runs, medians, the LQ floor) and the two base-likelihood CDFs."""
+    eps, gamma, n_seeds = config["eps"], config["gamma"], int(config.get("seeds", 0))
     fig, ax = plotting.figure(3, width=4.6, height=3.8)
-    S = n_contexts(config)
-    counts = profile_counts(config)
+    S, counts = n_contexts(config), profile_counts(config)
     scale = {"wide": 1.0 / gamma**2, "narrow": 1.0}
     for v in VARIANTS:
-        run = _per_run(arrays, config, v)
+        run = _per_run(table, config, v)
         for i, p in enumerate(PROFILES):
             sel = run["profile"] == p
-            xs, med = scaling_series(ax[i], _x(run, p)[sel] * scale[p], run["log_queries"][sel] / LN10,
-                                     run["censored"][sel], label=LABELS[v], color=COLORS[v], jitter=0.04)
+            xs, med = plotting.scaling_series(ax[i], _x(run, p)[sel] * scale[p], run["log_queries"][sel] / LN10,
+                                              run["censored"][sel], label=LABELS[v], color=COLORS[v], jitter=0.04)
             if p == "wide" and v == "alg1":
                 reg = xs >= config["regime_factor"] / eps * scale[p]
-                theory_overlay(ax[i], xs[reg], med[reg], 1.0, color="0.35",
-                               label="theory $\\propto 1/(Q_{q_0}(\\varepsilon)\\gamma^2)$, fitted constant")
+                plotting.theory_overlay(ax[i], xs[reg], med[reg], 1.0, color="0.35",
+                                        label="theory $\\propto 1/(Q_{q_0}(\\varepsilon)\\gamma^2)$, fitted constant")
     for i, p in enumerate(PROFILES):
         pts = summary["points"][f"alg1_{p}"]
         xs = 10.0 ** (np.asarray(pts["log10_inv_lq"] if p == "wide" else -np.asarray(pts["log10_alpha_low"])))
         order = np.argsort(xs)
-        lower_bound_overlay(ax[i], xs[order] * scale[p], np.asarray(pts["log10_floor"])[order], color="k",
-                            label="LQ floor $\\sum_c 1/q_0(y^*|c)$ (lower bound, no fit)")
+        plotting.lower_bound_overlay(ax[i], xs[order] * scale[p], np.asarray(pts["log10_floor"])[order], color="k",
+                                     label="LQ floor $\\sum_c 1/q_0(y^*|c)$ (lower bound, no fit)")
         ax[i].set_xscale("log")
         plotting.log10_axis(ax[i], "y")
-        handles, _ = ax[i].get_legend_handles_labels()
-        handles.append(censored_legend_handle())
+        handles = ax[i].get_legend_handles_labels()[0] + [plotting.censored_legend_handle()]
         ax[i].legend(handles=handles, fontsize=6, loc="upper left", frameon=False)
         ax[i].grid(alpha=0.25, which="both")
         ax[i].set_ylabel(f"reward queries to error $\\leq {eps:g}$")
@@ -358,52 +258,59 @@ def figure(arrays: dict, config: dict, summary: dict, out_dir: Path, name: str) 
     ax[2].set(title=f"base-likelihood CDF at $\\alpha_{{low}}=10^{{{math.log10(a_low):g}}}$",
               xlabel="$\\alpha$", ylabel="$P_x(q_0(y^*|x) \\leq \\alpha)$")
     ax[2].legend(fontsize=7, loc="center left", frameon=False)
-    fig.suptitle(f"{name}: ORM queries are governed by the Likelihood Quantile (C4, C6); planted k={config['k']}, "
-                 f"N={config['N']}, $\\gamma$={gamma:g}, S={S}; dots: runs, lines: Kaplan-Meier medians over "
-                 f"{n_seeds} seeds", fontsize=9)
-    fig.tight_layout()
-    return plotting.save(fig, out_dir, name)
+    title = (f"{name}: ORM queries are governed by the Likelihood Quantile (C4, C6); planted k={config['k']}, "
+             f"N={config['N']}, $\\gamma$={gamma:g}, S={S}; dots: runs, lines: Kaplan-Meier medians over "
+             f"{n_seeds} seeds")
+    return plotting.save(fig, out_dir, name, title)
 
 
-def table(summary: dict) -> str:
-    ver = summary["verdict"]
-    floor = summary["median_above_lq_floor"]
-    lines = [slopes_table(summary["slopes"]),
-             "wide: ln(queries) vs ln(1/Q); narrow: vs ln(1/alpha_low) at fixed Q",
-             "median above the LQ floor: " + ", ".join(f"{k}={'n/a' if v is None else ('yes' if v else 'NO')}"
-                                                      for k, v in floor.items()),
-             f"wide slopes ~1: {'yes' if ver['wide_slopes_near_1'] else 'NO'}; narrow flat for alg1 and pg: "
-             f"{'yes' if ver['narrow_flat_for_alg1_and_pg'] else 'NO'}; no learner below the LQ floor: "
-             f"{'yes' if ver['no_learner_below_lq_floor'] else 'NO'}"]
-    return "\n".join(lines)
-
-
-@register
 class LqGoverns(Experiment):
     name = "lq-governs"
     description = "C4/C6: ORM queries to error eps follow 1/(Q_q0(eps) gamma^2); no ORM learner beats the LQ floor"
-    defaults = DEFAULTS
+    claims = ("C4", "C6")
+    settings = {
+        **common(k=4, N=16, check_every=10, chunk_size=16),
+        "gamma": Real(0.2, "planted margin (S = floor(k/((k-1) gamma^2)) contexts)", low=0.0, high=1.0, open_low=True),
+        "eps": Real(0.05, "target: exact error <= eps", **OPEN_01),
+        "alpha_high": Real(0.5, "base likelihood of the contexts not at alpha_low", **OPEN_01),
+        "wide_factor": Real(4.0, "wide profile: ceil(wide_factor*eps*S) contexts at alpha_low", low=0, open_low=True),
+        "log10_alphas": Reals([-1.0, -1.5, -2.0, -2.5, -3.0, -3.5, -4.0, -5.0, -6.0], "log10 alpha_low of Algorithm 1",
+                              **LOG10_LIKELIHOOD),
+        "pg_log10_alphas": Reals([-1.0, -1.5, -2.0, -2.5, -3.0, -3.5], "log10 alpha_low of PG", **LOG10_LIKELIHOOD),
+        "alg1_max_steps": Int(40000, "Algorithm 1's iteration budget (runs that spend it are censored)", low=1),
+        "pg_max_steps": Int(150000, "on-policy PG's iteration budget (runs that spend it are censored)", low=1),
+        "regime_factor": Real(10.0, "fits use x >= regime_factor/eps", low=0.0, open_low=True),
+    }
+    constraints = (divides("check_every", "alg1_max_steps"), divides("check_every", "pg_max_steps"), _profiles_fit)
     default_seeds = 16
+    profiles = {
+        "gpu": Profile(64, {
+            "N": 32, "gamma": 0.1, "log10_alphas": [-1.0, -1.5, -2.0, -2.5, -3.0, -3.5, -4.0, -5.0, -6.0, -7.0, -8.0],
+            "pg_log10_alphas": [-1.0, -1.5, -2.0, -2.5, -3.0, -3.5, -4.0, -4.5],
+            "alg1_max_steps": 200000, "pg_max_steps": 3000000, "check_every": 50, "chunk_size": 0,
+        }, "S = 133 contexts, longer responses, alpha down to 1e-8 and a budget that lets on-policy PG reach "
+           "alpha ~ 3e-5; 64 seeds"),
+        "quick": Profile(2, {}),
+    }
 
-    validate = staticmethod(validate)
+    def sweeps(self, config):
+        """Algorithm 1 (``alg1`` and ``alg1_full``, split by ``full``), then on-policy PG."""
+        for part in ("alg1", "pg"):
+            yield Sweep(part, make_run(config, part), _grid(config, part), {"algorithm": part})
 
-    def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
-        arrays, timing = {}, {}
-        for name in ("alg1", "pg"):
-            result = self.sweep_part(make_run(config, name), _grid(config, name), config, seeds=seeds,
-                                     out_dir=out_dir, resume=resume, part=name, algorithm=name)
-            full = result.settings["full"].astype(bool)
-            for v, sel in ((("pg", ~full),) if name == "pg" else (("alg1", ~full), ("alg1_full", full))):
-                for key, value in {**result.outputs, **result.settings}.items():
-                    arrays[f"{v}_{key}"] = np.asarray(value)[sel]
-                arrays[f"{v}_seed"] = result.seed[sel]
-            timing[name] = result.timing
-        return arrays, timing
+    def summarise(self, table, config):
+        return summary_of(table, config)
 
-    summarise = staticmethod(summary_of)
+    def draw(self, table, config, summary, out_dir):
+        return figure(table, config, summary, out_dir, self.name)
 
-    def draw(self, arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
-        return figure(arrays, config, summary, out_dir, self.name)
-
-    def table(self, summary: dict) -> str:
-        return table(summary) + "\n" + self.compute_line(summary)
+    def text(self, summary: dict) -> str:
+        ver, floor = summary["verdict"], summary["median_above_lq_floor"]
+        yes = lambda ok: "n/a" if ok is None else ("yes" if ok else "NO")  # noqa: E731
+        return "\n".join([
+            slopes_table(summary["slopes"]), "wide: ln(queries) vs ln(1/Q); narrow: vs ln(1/alpha_low) at fixed Q",
+            "median above the LQ floor: " + ", ".join(f"{k}={yes(v)}" for k, v in floor.items()),
+            f"wide slopes ~1: {yes(ver['wide_slopes_near_1'])}; narrow flat for alg1 and pg: "
+            f"{yes(ver['narrow_flat_for_alg1_and_pg'])}; no learner below the LQ floor: "
+            f"{yes(ver['no_learner_below_lq_floor'])}", self.timing_line(summary),
+        ])

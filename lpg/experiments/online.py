@@ -25,13 +25,13 @@ the slope of ``ln M_ε`` against ``ln γ`` at ``N = gamma_N`` (theory ``−2``),
 residual N-dependence: the slope of ``ln(M_ε γ²/k^N)`` against ``ln N`` — ``0`` for the
 upper bound's shape ``k^N/γ²``, ``−1`` for the lower bound's ``k^N/(Nγ²)``; a positive
 value is a factor of N that ``Õ`` hides (``N = log_k k^N`` is a log factor of ``k^N``).
+Acceptance: N-slope within 15% of ``ln k``; γ-slope in ``[−2.5, −1.5]``; N-factor slope in ``[−1, 0]``.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import jax
 import matplotlib
@@ -39,67 +39,13 @@ import matplotlib.ticker
 import numpy as np
 
 import lpg
-from lpg import _checks, plotting
-from lpg.analysis import censored_median, hitting_time
-from lpg.experiments import Experiment, register
-from lpg.experiments._scaling import (
-    censored_legend_handle,
-    fit_record,
-    planted_problem,
-    scaling_series,
-    slopes_table,
-    theory_overlay,
-)
+from lpg import plotting
+from lpg.analysis import censored_median, fit_record, hitting_time, slopes_table
 from lpg.features import max_planted_contexts
-from matplotlib.ticker import FuncFormatter
+from lpg.problem import planted_problem
+from lpg.spec import Experiment, Int, Ints, Profile, Real, Reals, Sweep, common
 
-LN10 = math.log(10.0)
-
-DEFAULTS: dict[str, Any] = {
-    "k": 2,
-    "Ns": [1, 2, 4, 6, 8],
-    "gammas": [0.5, 0.35],
-    "gamma_N": 4,
-    "gamma_extra": [0.25],
-    "eps": 0.1,
-    "horizon_factor": 80.0,
-    "log_points": 512,
-    "chunk_size": 0,
-}
-"""CPU default (about 2 minutes on 2 cores with 16 seeds). ``gamma_extra``: margins run
-only at ``N = gamma_N`` for the γ fit (with ``gammas``)."""
-
-GPU_SETTINGS: dict[str, Any] = {
-    "k": 2,
-    "Ns": [1, 2, 4, 6, 8, 10, 12],
-    "gammas": [0.5, 0.35, 0.25],
-    "gamma_extra": [0.18, 0.125],
-    "gamma_N": 6,
-}
-"""Overrides for a GPU (``--set`` each, ``--seeds 64``): N to 12 (``2^12`` responses) and
-margins down to 1/8 (S = 128 contexts)."""
-
-
-def validate(config: dict) -> None:
-    k = _checks.int_at_least("k", config["k"], 2)
-    Ns = config["Ns"]
-    if len(Ns) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in Ns) or len(set(Ns)) != len(Ns):
-        raise ValueError(f"Ns must be at least two distinct integers >= 1, got {Ns!r}")
-    _checks.int_at_least("gamma_N", config["gamma_N"], 1)
-    if config["gamma_N"] not in Ns:
-        raise ValueError(f"gamma_N must be one of Ns={Ns}, got {config['gamma_N']}")
-    gammas = list(config["gammas"]) + list(config["gamma_extra"])
-    if not config["gammas"] or len(set(gammas)) != len(gammas):
-        raise ValueError(f"gammas must be non-empty and distinct from gamma_extra, got {config['gammas']!r}, "
-                         f"{config['gamma_extra']!r}")
-    for g in gammas:
-        _checks.in_open_closed("gamma", g, 0.0, 1.0)
-        if max_planted_contexts(k, g) < 1:
-            raise ValueError(f"gamma must allow at least one planted context for k={k}, got {g}")
-    _checks.in_open("eps", config["eps"], 0.0, 1.0)
-    _checks.positive("horizon_factor", config["horizon_factor"])
-    _checks.int_at_least("log_points", config["log_points"], 2)
-    _checks.int_at_least("chunk_size", config["chunk_size"], 0)
+GAMMA = dict(low=0.0, high=1.0, open_low=True)
 
 
 def horizon(config: dict, N: int, gamma: float) -> int:
@@ -111,55 +57,47 @@ def horizon(config: dict, N: int, gamma: float) -> int:
 
 def settings(config: dict) -> list[tuple[int, float]]:
     """Every ``(N, γ)`` run: the N sweep at each of ``gammas``, plus ``gamma_extra`` at ``gamma_N``."""
-    runs = [(int(N), float(g)) for g in config["gammas"] for N in config["Ns"]]
-    runs += [(int(config["gamma_N"]), float(g)) for g in config["gamma_extra"]]
-    return runs
+    return ([(int(N), float(g)) for g in config["gammas"] for N in config["Ns"]]
+            + [(int(config["gamma_N"]), float(g)) for g in config["gamma_extra"]])
 
 
 def make_run(config: dict, N: int, gamma: float):
-    """``run(key) -> {"error", "mistakes"}`` at the log points of one online run."""
+    """``run(key)``: one online run, its exact error and cumulative mistakes at the log points."""
     T = horizon(config, N, gamma)
-    log_every = max(1, T // config["log_points"])
-    alg = lpg.OnlinePG()
 
     def run(key):
         k_task, k_run = jax.random.split(key)
         task = lpg.make_planted(k_task, k=config["k"], N=N, gamma=gamma)
         problem = planted_problem(task, key=k_task)
-        c = lpg.train(alg, problem, lpg.hyper(), k_run, steps=T, log_every=log_every,
+        c = lpg.train(lpg.OnlinePG(), problem, lpg.hyper(), k_run, steps=T, log_every=max(1, T // config["log_points"]),
                       w0=problem.fmap.init_params()).curves
-        return {"error": c.test_error, "mistakes": c.mistakes}
+        return {"curves": {"online": {"step": c.step, "error": c.test_error, "mistakes": c.aux["mistakes"]}}}
 
     return run
 
 
-def mistakes_at_hit(error, mistakes, eps):
-    """``(M_ε, censored)``: cumulative mistakes at the first log point with error ``≤ ε``."""
+def mistakes_at_hit(table, N: int, gamma: float, eps: float):
+    """``(M_ε, censored)`` per run of the ``(N, γ)`` sweep: mistakes at the first log point with error ``≤ ε``."""
+    rows = table.where(N=N, gamma=gamma)
+    error, mistakes = rows.by_run("error"), rows.by_run("mistakes").astype(np.float64)
     idx, cens = hitting_time(error, np.arange(error.shape[1]), eps, above=False)
-    M = np.asarray(mistakes, np.float64)[np.arange(error.shape[0]), idx.astype(int)]
-    return M, cens
+    return mistakes[np.arange(error.shape[0]), idx.astype(int)], cens
 
 
-def per_run(arrays: dict, config: dict) -> dict:
+def per_run(table, config: dict) -> dict:
     """Flat per-run arrays over every ``(N, γ)``: ``N``, ``gamma``, ``M``, ``censored``."""
-    out = {"N": [], "gamma": [], "M": [], "censored": []}
-    for i, (N, g) in enumerate(settings(config)):
-        M, c = mistakes_at_hit(arrays[f"run{i}_error"], arrays[f"run{i}_mistakes"], config["eps"])
-        out["N"].append(np.full(M.shape, N))
-        out["gamma"].append(np.full(M.shape, g))
-        out["M"].append(M)
-        out["censored"].append(c)
-    return {k: np.concatenate(v) for k, v in out.items()}
+    hits = [(N, g, *mistakes_at_hit(table, N, g, config["eps"])) for N, g in settings(config)]
+    return {"N": np.concatenate([np.full(M.shape, N) for N, _, M, _ in hits]),
+            "gamma": np.concatenate([np.full(M.shape, g) for _, g, M, _ in hits]),
+            "M": np.concatenate([h[2] for h in hits]), "censored": np.concatenate([h[3] for h in hits])}
 
 
-def _medians(M, censored, groups) -> list[float]:
-    return [censored_median(M[groups == g], censored[groups == g]) for g in np.unique(groups)]
-
-
-def summary_of(arrays: dict, config: dict) -> dict:
+def summary_of(table, config: dict) -> dict:
     k = config["k"]
-    r = per_run(arrays, config)
+    r = per_run(table, config)
     slopes, points = {}, {}
+    medians = lambda sel, groups: [censored_median(r["M"][sel & (groups == v)], r["censored"][sel & (groups == v)])
+                                   for v in np.unique(groups[sel])]  # noqa: E731
     N_f = r["N"].astype(np.float64)
     for g in config["gammas"]:
         sel = np.isclose(r["gamma"], g)
@@ -173,18 +111,16 @@ def summary_of(arrays: dict, config: dict) -> dict:
             note="d ln(M_eps gamma^2 / k^N) / d ln N: 0 = upper-bound shape k^N/gamma^2, "
                  "-1 = lower-bound shape k^N/(N gamma^2); accepted between the two")
         Ns = sorted(set(int(n) for n in r["N"][sel]))
-        med = _medians(r["M"][sel], r["censored"][sel], r["N"][sel])
-        points[f"gamma{g:g}"] = {
-            "N": Ns, "median_M": med,
-            "median_M_gamma2_over_kN": [m * g**2 / k**n for m, n in zip(med, Ns)],
-            "censored_fraction": [float(r["censored"][sel & (r["N"] == n)].mean()) for n in Ns],
-        }
+        med = medians(sel, r["N"])
+        points[f"gamma{g:g}"] = {"N": Ns, "median_M": med,
+                                 "median_M_gamma2_over_kN": [m * g**2 / k**n for m, n in zip(med, Ns)],
+                                 "censored_fraction": [float(r["censored"][sel & (r["N"] == n)].mean()) for n in Ns]}
     sel = r["N"] == config["gamma_N"]
     key_g = f"lnM_vs_ln_gamma_N{config['gamma_N']}"
     slopes[key_g] = fit_record(r["gamma"][sel], r["M"][sel], r["censored"][sel], theory=-2.0, accept=(-2.5, -1.5),
                                note="d ln(M_eps) / d ln gamma (C7)")
     points[f"N{config['gamma_N']}"] = {"gamma": sorted(set(float(x) for x in r["gamma"][sel])),
-                                       "median_M": _medians(r["M"][sel], r["censored"][sel], r["gamma"][sel])}
+                                       "median_M": medians(sel, r["gamma"])}
     ok = lambda keys: all(slopes[key]["verdict"] == "confirmed" for key in keys)  # noqa: E731
     return {
         "experiment": "online",
@@ -202,112 +138,117 @@ def summary_of(arrays: dict, config: dict) -> dict:
     }
 
 
-def figure(arrays: dict, config: dict, summary: dict, out_dir: Path, name: str) -> list[Path]:
-    k = config["k"]
-    n_seeds = int(config.get("seeds", 0))
-    r = per_run(arrays, config)
+def figure(table, config: dict, summary: dict, out_dir: Path, name: str) -> list[Path]:
+    k, n_seeds = config["k"], int(config.get("seeds", 0))
+    r = per_run(table, config)
     fig, ax = plotting.figure(4, width=4.2, height=3.5)
     cmap = matplotlib.colormaps["viridis"]
     colors = {g: cmap(i / max(1, len(config["gammas"]) - 1) * 0.8) for i, g in enumerate(config["gammas"])}
     for g in config["gammas"]:
         sel = np.isclose(r["gamma"], g)
         N = r["N"][sel].astype(np.float64)
-        gx, med = scaling_series(ax[0], N, np.log10(r["M"][sel]), r["censored"][sel], label=f"$\\gamma$={g:g}",
-                                 color=colors[g], jitter=0.08, log_x=False)
+        gx, med = plotting.scaling_series(ax[0], N, np.log10(r["M"][sel]), r["censored"][sel], label=f"$\\gamma$={g:g}",
+                                          color=colors[g], jitter=0.08, log_x=False)
         norm = np.log10(r["M"][sel]) + 2 * math.log10(g) - N * math.log10(k)
-        scaling_series(ax[1], N, norm, r["censored"][sel], label=f"$\\gamma$={g:g}", color=colors[g], jitter=0.08,
-                       log_x=False)
+        plotting.scaling_series(ax[1], N, norm, r["censored"][sel], label=f"$\\gamma$={g:g}", color=colors[g],
+                                jitter=0.08, log_x=False)
         # Theory shapes with constants fitted to the medians (log10 space).
         ok = np.isfinite(med)
         up = gx * math.log10(k) - 2 * math.log10(g)
-        low = up - np.log10(gx)
-        for shape, ls, lab in ((up, ":", "$\\propto k^N/\\gamma^2$"), (low, "--", "$\\propto k^N/(N\\gamma^2)$")):
-            if ok.any():
-                c = np.mean(med[ok] - shape[ok])
-                ax[0].plot(gx, c + shape, color=colors[g], ls=ls, lw=1.0,
-                           label=lab if g == config["gammas"][0] else None)
+        shapes = ((up, ":", "$\\propto k^N/\\gamma^2$"), (up - np.log10(gx), "--", "$\\propto k^N/(N\\gamma^2)$"))
+        for shape, ls, lab in shapes if ok.any() else ():
+            ax[0].plot(gx, np.mean(med[ok] - shape[ok]) + shape, color=colors[g], ls=ls, lw=1.0,
+                       label=lab if g == config["gammas"][0] else None)
     gx = np.asarray(sorted(set(int(n) for n in r["N"])), np.float64)
     firsts = np.array([np.nan if p["median_M_gamma2_over_kN"][0] is None else p["median_M_gamma2_over_kN"][0]
                        for key, p in summary["points"].items() if key.startswith("gamma")], np.float64)
-    ref = float(np.median(firsts[np.isfinite(firsts)])) if np.isfinite(firsts).any() else math.nan
-    if math.isfinite(ref):
-        ax[1].plot(gx, np.log10(ref) + 0 * gx, "k:", lw=1.0, label="upper shape (flat)")
-        ax[1].plot(gx, np.log10(ref) - np.log10(gx), "k--", lw=1.0, label="lower shape $\\propto 1/N$")
+    if np.isfinite(firsts).any():  # both shapes through the median of the first points
+        ref = np.log10(np.median(firsts[np.isfinite(firsts)]))
+        ax[1].plot(gx, ref + 0 * gx, "k:", lw=1.0, label="upper shape (flat)")
+        ax[1].plot(gx, ref - np.log10(gx), "k--", lw=1.0, label="lower shape $\\propto 1/N$")
     ax[0].set(title=f"mistakes until error $\\leq {config['eps']:g}$", xlabel="response length $N$",
               ylabel="mistakes $M_\\varepsilon$")
     ax[1].set(title="normalised: $M_\\varepsilon\\gamma^2/k^N$", xlabel="response length $N$",
               ylabel="$M_\\varepsilon \\gamma^2 / k^N$")
-    # γ at fixed N.
     sel = r["N"] == config["gamma_N"]
-    gx2, med2 = scaling_series(ax[2], r["gamma"][sel], np.log10(r["M"][sel]), r["censored"][sel],
-                               label=f"N={config['gamma_N']}", color="#1f5fa8", jitter=0.01)
-    theory_overlay(ax[2], gx2, med2, -2.0, color="k", label="theory $\\propto \\gamma^{-2}$, fitted constant")
+    gx2, med2 = plotting.scaling_series(ax[2], r["gamma"][sel], np.log10(r["M"][sel]), r["censored"][sel],
+                                        label=f"N={config['gamma_N']}", color="#1f5fa8", jitter=0.01)
+    plotting.theory_overlay(ax[2], gx2, med2, -2.0, color="k", label="theory $\\propto \\gamma^{-2}$, fitted constant")
     ax[2].set(title=f"margin, N={config['gamma_N']}", xlabel="margin $\\gamma$", ylabel="mistakes $M_\\varepsilon$")
     ax[2].set_xscale("log")
     ax[2].set_xticks(gx2)
-    ax[2].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax[2].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
     ax[2].xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    plain = FuncFormatter(lambda v, _: f"{10 ** v:.0f}")
-    # Cumulative mistakes against rounds / k^N for the first γ.
     g0 = config["gammas"][0]
-    ncol = matplotlib.colormaps["plasma"]
-    for j, (i, (N, g)) in enumerate([(i, s) for i, s in enumerate(settings(config)) if s[1] == g0]):
-        mis = np.asarray(arrays[f"run{i}_mistakes"], np.float64)
-        T = horizon(config, N, g)
-        t = np.linspace(0, T, mis.shape[1]) / float(k) ** N
+    for j, (N, g) in enumerate(s for s in settings(config) if s[1] == g0):
+        mis = table.where(N=N, gamma=g).by_run("mistakes").astype(np.float64)
+        t = np.linspace(0, horizon(config, N, g), mis.shape[1]) / float(k) ** N
         plotting.seed_band(ax[3], t[1:], np.log10(mis[:, 1:] / float(k) ** N), label=f"N={N}",
-                           color=ncol(j / max(1, len(config["Ns"]) - 1) * 0.85), alpha=0.15)
+                           color=matplotlib.colormaps["plasma"](j / max(1, len(config["Ns"]) - 1) * 0.85), alpha=0.15)
     ax[3].set(title=f"cumulative mistakes, $\\gamma$={g0:g}", xlabel="rounds $/ k^N$", ylabel="mistakes $/ k^N$")
     for a in ax:
         if a is ax[2]:
-            a.yaxis.set_major_formatter(plain)
+            a.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{10 ** v:.0f}"))
         else:
             plotting.log10_axis(a, "y")
-        handles, _ = a.get_legend_handles_labels()
-        if a is not ax[3]:
-            handles.append(censored_legend_handle())
-        a.legend(handles=handles, fontsize=6, loc="best", frameon=False)
+        extra = [] if a is ax[3] else [plotting.censored_legend_handle()]
+        a.legend(handles=a.get_legend_handles_labels()[0] + extra, fontsize=6, loc="best", frameon=False)
         a.grid(alpha=0.25, which="both")
-    fig.suptitle(f"{name}: online PG with uniform exploration (C7); planted k={k}; dots: runs, lines: "
-                 f"Kaplan-Meier medians over {n_seeds} seeds, hollow markers: censored at the horizon", fontsize=9)
-    fig.tight_layout()
-    return plotting.save(fig, out_dir, name)
+    title = (f"{name}: online PG with uniform exploration (C7); planted k={k}; dots: runs, lines: "
+             f"Kaplan-Meier medians over {n_seeds} seeds, hollow markers: censored at the horizon")
+    return plotting.save(fig, out_dir, name, title)
 
 
-def table(summary: dict) -> str:
-    v = summary["verdict"]
-    yn = lambda key: "yes" if v[key] else "NO"  # noqa: E731
-    return "\n".join([
-        slopes_table(summary["slopes"]),
-        f"ln M ~ N ln k: {yn('exponential_in_N_at_rate_ln_k')}; M ~ gamma^-2: {yn('gamma_slope_near_minus_2')}; "
-        f"N-factor between the bounds' shapes [-1, 0]: {yn('within_the_two_bounds_shapes')}",
-    ])
+def _relations(c: dict):
+    """gamma_N among Ns; margins distinct; log_points splits every horizon."""
+    gammas = list(c["gammas"]) + list(c["gamma_extra"])
+    if c["gamma_N"] not in c["Ns"]:
+        return f"gamma_N must be one of Ns={c['Ns']}, got {c['gamma_N']}"
+    if len(set(gammas)) != len(gammas):
+        return f"gammas must be non-empty and distinct from gamma_extra, got {c['gammas']!r}, {c['gamma_extra']!r}"
+    for T in sorted({horizon(c, N, g) for N, g in settings(c)}):
+        if T % max(1, T // c["log_points"]):
+            return f"log_points must split every horizon evenly (T={T}), got {c['log_points']}"
+    return None
 
 
-@register
 class Online(Experiment):
     name = "online"
     description = "C7: online PG with uniform exploration makes ~k^N/gamma^2 mistakes (lower bound k^N/(N gamma^2))"
-    defaults = DEFAULTS
+    claims = ("C7",)
+    settings = {
+        **common(k=2, chunk_size=0),
+        "Ns": Ints([1, 2, 4, 6, 8], "response lengths", low=1, min_len=2, distinct=True),
+        "gammas": Reals([0.5, 0.35], "margins of the N sweeps", **GAMMA),
+        "gamma_N": Int(4, "the N (one of Ns) of the margin fit", low=1),
+        "gamma_extra": Reals([0.25], "margins run only at N = gamma_N (margin fit)", min_len=0, **GAMMA),
+        "eps": Real(0.1, "M_eps: mistakes until the exact error is <= eps", **GAMMA, open_high=True),
+        "horizon_factor": Real(80.0, "horizon: 2^ceil(log2(horizon_factor S k^N)) rounds", low=0.0, open_low=True),
+        "log_points": Int(512, "log points per run (the resolution of M_eps)", low=2),
+    }
+    constraints = (_relations,)
     default_seeds = 16
+    profiles = {
+        "gpu": Profile(64, {"Ns": [1, 2, 4, 6, 8, 10, 12], "gammas": [0.5, 0.35, 0.25], "gamma_extra": [0.18, 0.125],
+                            "gamma_N": 6},
+                       "N to 12 (2^12 responses) and margins down to 1/8 (S = 128 contexts)"),
+        "quick": Profile(2, {}),
+    }
 
-    validate = staticmethod(validate)
+    def sweeps(self, config):
+        """One sweep per (N, γ): its own horizon and log resolution."""
+        for N, g in settings(config):
+            yield Sweep(f"N{N}_gamma{g:g}", make_run(config, N, g), tags={"N": N, "gamma": g})
 
-    def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
-        arrays, timing = {}, {}
-        for i, (N, g) in enumerate(settings(config)):
-            result = self.sweep_part(make_run(config, N, g), {}, config, seeds=seeds, out_dir=out_dir, resume=resume,
-                                     part=f"N{N}_gamma{g:g}", desc=f"N={N},gamma={g:g}", N=N, gamma=g)
-            arrays[f"run{i}_error"] = result.outputs["error"]
-            arrays[f"run{i}_mistakes"] = result.outputs["mistakes"]
-            arrays[f"run{i}_seed"] = result.seed
-            timing[f"N{N}_gamma{g:g}"] = result.timing
-        return arrays, timing
+    def summarise(self, table, config):
+        return summary_of(table, config)
 
-    summarise = staticmethod(summary_of)
+    def draw(self, table, config, summary, out_dir):
+        return figure(table, config, summary, out_dir, self.name)
 
-    def draw(self, arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
-        return figure(arrays, config, summary, out_dir, self.name)
-
-    def table(self, summary: dict) -> str:
-        return table(summary) + "\n" + self.compute_line(summary)
+    def text(self, summary):
+        v = summary["verdict"]
+        yn = lambda key: "yes" if v[key] else "NO"  # noqa: E731
+        return "\n".join([slopes_table(summary["slopes"]), f"ln M ~ N ln k: {yn('exponential_in_N_at_rate_ln_k')}; "
+                          f"M ~ gamma^-2: {yn('gamma_slope_near_minus_2')}; N-factor between the bounds' shapes "
+                          f"[-1, 0]: {yn('within_the_two_bounds_shapes')}", self.timing_line(summary)])

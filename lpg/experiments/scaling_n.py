@@ -57,14 +57,13 @@ Algorithm 2, what was decided and why (PAPER.md marks it reconstructed).
   moves ``w`` ``L`` times as far as one step, and at ``N = 512`` one walk solved a
   context outright.
 
-What Algorithm 2 shows. Its cost is ``a + b·N`` with ``b`` constant from ``N = 1`` to
-128 (``summary.json``: ``prm_affine_fit``, bootstrap intervals): ``a`` is the on-policy
-checks (the bound's ``1/(γ²ε)`` term; iterations to the target are flat in ``N``, ≈ 420
-at every ``N`` with batch 4) and ``b·N`` the walks. ``b`` scales with
-``min(1/Q^TL, k)`` as C9 says: ``b/min(1/Q^TL, k)`` is 80–115 for both ``k`` and both
-bases while ``min(1/Q^TL, k)`` ranges over 1.75–32. The contrast the claim is about is
-stark: the PRM's cost grows linearly in ``N`` (``10^4``–``10^5`` queries at
-``N = 128``), the ORM's as ``k^N`` (``32^128 ≈ 10^193``).
+What Algorithm 2 is expected to show (C9's form). Its cost is ``a + b·N``
+(``summary.json``: ``prm_affine_fit``, bootstrap intervals): ``a`` the on-policy checks
+(the bound's ``1/(γ²ε)`` term, whose iterations do not grow with ``N``) and ``b·N`` the
+walks, with ``b`` proportional to ``min(1/Q^TL, k)`` (``per_N_over_m0`` should be about
+the same for both ``k`` and both bases). The contrast the claim is about: the PRM's cost
+grows linearly in ``N``, the ORM's as ``k^N`` (``32^128 ≈ 10^193``). The numbers of a run
+are in its ``summary.json`` and printed table, not here.
 
 CPU default: 2 ``k`` × 8 ``N`` × 2 bases × 2 algorithms × 16 seeds, a few minutes.
 GPU: ``--seeds 64 --set Ns=1,2,4,8,16,32,64,128,256,512 max_steps=40000``.
@@ -80,17 +79,24 @@ import jax.numpy as jnp
 import numpy as np
 
 import lpg
-from lpg import _checks, plotting
-from lpg.analysis import affine_fit
-from lpg.experiments import Experiment, register
-from lpg.experiments import _scaling as sc
-from lpg.features import max_planted_contexts
+from lpg import plotting
+from lpg.analysis import affine_fit, fit_record, fmt_slope, slopes_table
 from lpg.hitting import likelihood_at_least, run_until
-from lpg.sweep import sweep
+from lpg.problem import base_quantiles, planted_problem
+from lpg.spec import Choice, Choices, Experiment, Int, Ints, PER_POINT, Profile, Real, Sweep, common, divides
+from lpg.theory import orm_log_m, prm_log_m
 
+LN10 = math.log(10.0)
 ALGS = ("orm", "prm")
 BASES = ("uniform", "pretrained")
 ALG_LABEL = {"orm": "Alg. 1 (ORM)", "prm": "Alg. 2 (PRM)"}
+STYLE = {
+    ("orm", "uniform"): dict(color=plotting.COLORS["orm"], marker="o"),
+    ("orm", "pretrained"): dict(color="#e08a3c", marker="s"),
+    ("prm", "uniform"): dict(color=plotting.COLORS["prm"], marker="o"),
+    ("prm", "pretrained"): dict(color="#3aa1a1", marker="s"),
+}
+"""Colour and marker of each (algorithm, base model) series."""
 
 
 def pad_of(N: int) -> int:
@@ -107,7 +113,7 @@ def pretrained_base(config: dict, k: int):
     task's per-token law along ``y*`` is the same at every position, so the weights do
     not depend on ``N`` (pre-trained once, at ``N = 1``)."""
     task = lpg.make_planted(jax.random.PRNGKey(config["task_seed"]), k=k, N=1, gamma=config["gamma"])
-    problem = sc.planted_problem(task, key=jax.random.PRNGKey(0))
+    problem = planted_problem(task, key=jax.random.PRNGKey(0))
     return lpg.pretrain(problem, jax.random.PRNGKey(config["task_seed"] + 1), steps=config["pretrain_steps"],
                         batch_size=config["pretrain_batch"], lr=config["pretrain_lr"])
 
@@ -122,10 +128,11 @@ def make_run(config: dict, alg_name: str, k: int, pad: int, w_pre):
 
     def run(key, N, base):
         w0 = jnp.where(base == 1, w_pre, jnp.zeros_like(w_pre))
-        problem = sc.planted_problem(task, key=jax.random.PRNGKey(0), base=w0, length=N)
-        log_q, log_tl = sc.base_quantiles(problem, eps)
-        log_m = sc.orm_log_m(log_q, N, k) if alg_name == "orm" else sc.prm_log_m(log_tl, k, N, config["delta"])
-        hit = run_until(alg, problem, sc.hyper_with(log_m), key, max_steps=config["max_steps"], target=target,
+        problem = planted_problem(task, key=jax.random.PRNGKey(0), base=w0, length=N)
+        log_q, log_tl = base_quantiles(problem, eps)
+        log_m = orm_log_m(log_q, N, k) if alg_name == "orm" else prm_log_m(log_tl, k, N, config["delta"])
+        hyper = lpg.Hyper(jnp.float32(1.0), log_m.astype(jnp.float32), jnp.float32(jnp.inf))
+        hit = run_until(alg, problem, hyper, key, max_steps=config["max_steps"], target=target,
                         check_every=config["check_every"])
         return {"hit": hit.hit, "steps": hit.steps, "log_queries": hit.log_queries, "log_m": log_m,
                 "log_q0": log_q, "log_q0_tl": log_tl}
@@ -133,91 +140,35 @@ def make_run(config: dict, alg_name: str, k: int, pad: int, w_pre):
     return run
 
 
-def validate(config: dict) -> None:
-    ks = config["ks"]
-    if not ks:
-        raise ValueError("ks must list at least one vocabulary size")
-    for k in ks:
-        _checks.int_at_least("ks[i]", k, 2)
-    Ns = config["Ns"]
-    if len(Ns) < 2 or sorted(set(Ns)) != list(Ns):
-        raise ValueError(f"Ns must be at least two increasing response lengths, got {Ns!r}")
-    for N in Ns:
-        _checks.int_at_least("Ns[i]", N, 1)
-    gamma = _checks.in_open_closed("gamma", config["gamma"], 0.0, 1.0)
-    for k in ks:
-        if max_planted_contexts(k, gamma) < 1:
-            raise ValueError(f"gamma must be at most sqrt(k/(k-1)) for k={k}, got {gamma!r}")
-    _checks.in_open("eps", config["eps"], 0.0, 1.0)
-    _checks.in_open("delta", config["delta"], 0.0, 1.0)
-    _checks.one_of("prm_step_unit", config["prm_step_unit"], ("token", "response"))
-    for name in ("batch_size", "max_steps", "check_every", "pretrain_steps", "pretrain_batch", "n_boot"):
-        _checks.int_at_least(name, config[name], 1)
-    _checks.int_at_least("task_seed", config["task_seed"], 0)
-    _checks.positive("pretrain_lr", config["pretrain_lr"])
-    if config["max_steps"] % config["check_every"]:
-        raise ValueError(f"check_every must divide max_steps={config['max_steps']}, got {config['check_every']}")
-    for name, allowed in (("algs", ALGS), ("bases", BASES)):
-        if not config[name]:
-            raise ValueError(f"{name} must list at least one of {', '.join(allowed)}")
-        for v in config[name]:
-            _checks.one_of(f"{name}[i]", v, allowed)
+def _gamma_fits(c: dict):
+    for k in c["ks"]:
+        if lpg.features.max_planted_contexts(k, c["gamma"]) < 1:
+            return f"gamma must be at most sqrt(k/(k-1)) for k={k}, got {c['gamma']!r}"
+    return None
 
 
-def run_all(config: dict, *, seeds: int, out_dir: Path | None, resume: bool) -> tuple[dict, dict]:
-    """Every (algorithm, k, padded length) sweep; returns per-run arrays and timings."""
-    cols = {name: [] for name in ("alg", "k", "N", "base", "seed", "hit", "steps", "log_queries", "log_m",
-                                  "log_q0", "log_q0_tl")}
-    timing = {"compile_s": 0.0, "run_s": 0.0}
-    base_ids = [BASES.index(b) for b in config["bases"]]
-    for k in config["ks"]:
-        w_pre = pretrained_base(config, k)
-        for alg_name in config["algs"]:
-            buckets: dict[int, list[int]] = {}
-            for N in config["Ns"]:
-                buckets.setdefault(pad_of(N), []).append(N)
-            for pad, Ns in buckets.items():
-                fn = make_run(config, alg_name, k, pad, w_pre)
-                ckpt = None if out_dir is None else Path(out_dir) / "sweeps" / f"{alg_name}_k{k}_pad{pad}"
-                res = sweep(fn, {"N": Ns, "base": base_ids}, seeds=seeds, chunk_size=seeds, out_dir=ckpt,
-                            resume=resume, desc=f"scaling-n {alg_name} k={k} N<={pad}",
-                            fingerprint={key: config[key] for key in sorted(config)})
-                timing["compile_s"] += res.compile_s
-                timing["run_s"] += res.run_s
-                n = res.seed.shape[0]
-                cols["alg"].append(np.full(n, ALGS.index(alg_name)))
-                cols["k"].append(np.full(n, k))
-                cols["N"].append(res.settings["N"])
-                cols["base"].append(res.settings["base"])
-                cols["seed"].append(res.seed)
-                for name in ("hit", "steps", "log_queries", "log_m", "log_q0", "log_q0_tl"):
-                    cols[name].append(np.asarray(res.outputs[name]))
-    arrays = {name: np.concatenate(v) for name, v in cols.items()}
-    return arrays, timing
+def _select(table, alg, k, base):
+    return table.rows((table["alg"] == alg) & (table["k"] == k) & (table["base"] == BASES.index(base)))
 
 
-def _select(arrays, alg, k, base):
-    return (arrays["alg"] == ALGS.index(alg)) & (arrays["k"] == k) & (arrays["base"] == BASES.index(base))
-
-
-def summary_of(arrays: dict, config: dict) -> dict:
+def summary_of(table, config: dict) -> dict:
     eps, gamma = config["eps"], config["gamma"]
     slopes, affine, bases_info = {}, {}, {}
     for k in config["ks"]:
         for base in config["bases"]:
-            any_sel = (arrays["k"] == k) & (arrays["base"] == BASES.index(base))
-            Ns = np.unique(arrays["N"][any_sel])
-            log_q0 = np.array([arrays["log_q0"][any_sel & (arrays["N"] == N)][0] for N in Ns])
-            log_tl = np.array([arrays["log_q0_tl"][any_sel & (arrays["N"] == N)][0] for N in Ns])
+            any_sel = (table["k"] == k) & (table["base"] == BASES.index(base))
+            Ns = np.unique(table["N"][any_sel])
+            log_q0 = np.array([table["log_q0"][any_sel & (table["N"] == N)][0] for N in Ns])
+            log_tl = np.array([table["log_q0_tl"][any_sel & (table["N"] == N)][0] for N in Ns])
             # exact per-token rate of the base: ln(1/Q) is linear in N for both bases
             rate = float(np.polyfit(Ns, -log_q0, 1)[0]) if Ns.size > 1 else float("nan")
-            bases_info[f"{base}_k{k}"] = {"N": Ns.tolist(), "log10_Q_q0": (log_q0 / sc.LN10).tolist(),
+            bases_info[f"{base}_k{k}"] = {"N": Ns.tolist(), "log10_Q_q0": (log_q0 / LN10).tolist(),
                                           "Q_TL_q0": np.exp(log_tl).tolist(), "orm_rate": rate}
             for alg in config["algs"]:
-                sel = _select(arrays, alg, k, base)
-                if not sel.any():
+                sel = _select(table, alg, k, base)
+                if not len(sel):
                     continue
-                x, lq, cens = arrays["N"][sel].astype(float), arrays["log_queries"][sel], ~arrays["hit"][sel]
+                x, lq, cens = sel["N"].astype(float), sel["log_queries"], ~sel["hit"]
                 name = f"{alg}_{base}_k{k}"
                 if alg == "orm":
                     dominant = -log_q0 >= math.log(10.0 / eps)  # 1/Q_q0(eps) >= 10/eps
@@ -225,18 +176,18 @@ def summary_of(arrays: dict, config: dict) -> dict:
                     accept = (0.85 * rate, 1.15 * rate)
                     note = ("ln(queries) vs N; theory ln k" if base == "uniform"
                             else "ln(queries) vs N; theory ln(1/p0) = d ln(1/Q_q0(eps))/dN of the pre-trained base")
-                    slopes[name] = sc.fit_record(x, lq, cens, theory=rate, accept=accept, log_x=False, log_y=False,
-                                                 regime=[float(n_min), float(Ns.max())], n_boot=config["n_boot"],
-                                                 note=note, claim="C5")
+                    slopes[name] = fit_record(x, lq, cens, theory=rate, accept=accept, log_x=False, log_y=False,
+                                              regime=[float(n_min), float(Ns.max())], n_boot=config["n_boot"],
+                                              note=note, claim="C5")
                 else:
                     m0 = float(np.median(np.minimum(np.exp(-log_tl), k)))  # min(1/Q^TL, k), flat in N here
                     dominant = Ns * m0 >= 1.0 / eps  # C9's N-term at least its 1/ε term
                     n_min = Ns[dominant].min() if dominant.sum() >= 2 else Ns[-2]
-                    slopes[name] = sc.fit_record(x, lq, cens, theory=1.0, accept=(0.7, 1.3), log_x=True, log_y=False,
-                                                 regime=[float(n_min), float(Ns.max())], n_boot=config["n_boot"],
-                                                 note="log-log slope of queries vs N where N·min(1/Q^TL, k) >= 1/eps",
-                                                 claim="C9")
-                    slopes[f"{name}_all_N"] = sc.fit_record(
+                    slopes[name] = fit_record(x, lq, cens, theory=1.0, accept=(0.7, 1.3), log_x=True, log_y=False,
+                                              regime=[float(n_min), float(Ns.max())], n_boot=config["n_boot"],
+                                              note="log-log slope of queries vs N where N·min(1/Q^TL, k) >= 1/eps",
+                                              claim="C9")
+                    slopes[f"{name}_all_N"] = fit_record(
                         x, lq, cens, theory=1.0, log_x=True, log_y=False, n_boot=config["n_boot"], claim="C9",
                         note="log-log slope over every N (reported: below the regime the 1/eps term dominates)")
                     fit = affine_fit(x, np.exp(lq.astype(np.float64)), cens, n_boot=config["n_boot"])
@@ -252,12 +203,12 @@ def summary_of(arrays: dict, config: dict) -> dict:
         "slopes": slopes,
         "prm_affine_fit": affine,
         "bases": bases_info,
-        "censored_runs": int(np.sum(~arrays["hit"])),
-        "runs": int(arrays["hit"].size),
+        "censored_runs": int(np.sum(~table["hit"])),
+        "runs": int(table["hit"].size),
     }
 
 
-def figure(arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
+def figure(table, config: dict, summary: dict, out_dir: Path) -> list[Path]:
     from matplotlib.lines import Line2D
 
     ks = config["ks"]
@@ -267,30 +218,30 @@ def figure(arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Pat
     for ax in axes[n_panels:]:
         ax.axis("off")
     gamma = config["gamma"]
-    n_seeds = int(np.unique(arrays["seed"]).size)
+    n_seeds = int(np.unique(table["seed"]).size)
     for i, (ax, k) in enumerate(zip(axes, ks)):
         for alg in config["algs"]:
             for base in config["bases"]:
-                sel = _select(arrays, alg, k, base)
-                if not sel.any():
+                sel = _select(table, alg, k, base)
+                if not len(sel):
                     continue
-                st = sc.STYLE[(alg, base)]
-                x = arrays["N"][sel].astype(float)
-                y = arrays["log_queries"][sel] / sc.LN10
-                xs, med = sc.scaling_series(ax, x, y, ~arrays["hit"][sel], label=f"{ALG_LABEL[alg]}, {base} base",
-                                            color=st["color"], marker=st["marker"], jitter=0.8, log_x=False)
+                st = STYLE[(alg, base)]
+                x = sel["N"].astype(float)
+                y = sel["log_queries"] / LN10
+                xs, med = plotting.scaling_series(ax, x, y, ~sel["hit"], label=f"{ALG_LABEL[alg]}, {base} base",
+                                                  color=st["color"], marker=st["marker"], jitter=0.8, log_x=False)
                 rec = summary["slopes"][f"{alg}_{base}_k{k}"]
                 if alg == "orm":
-                    sc.theory_overlay(ax, xs, med, rec["theory"], color=st["color"], log_x=False)
+                    plotting.theory_overlay(ax, xs, med, rec["theory"], color=st["color"], log_x=False)
                     info = summary["bases"][f"{base}_k{k}"]
-                    lb = (-np.asarray(info["log10_Q_q0"]) * sc.LN10 + 2 * math.log(1 / gamma)) / sc.LN10
-                    sc.lower_bound_overlay(ax, info["N"], lb, color=st["color"])
+                    lb = (-np.asarray(info["log10_Q_q0"]) * LN10 + 2 * math.log(1 / gamma)) / LN10
+                    plotting.lower_bound_overlay(ax, info["N"], lb, color=st["color"])
                     if base == "uniform":
-                        ax.annotate(f"slope {sc.fmt_slope(rec)} per N (ln k = {math.log(k):.3g})",
+                        ax.annotate(f"slope {fmt_slope(rec)} per N (ln k = {math.log(k):.3g})",
                                     xy=(xs[-1], med[-1]), xytext=(-10, -2), textcoords="offset points", ha="right",
                                     va="top", fontsize=7.5, color=st["color"])
                 else:
-                    sc.theory_overlay(ax, xs, med, 1.0, color=st["color"], log_x=True)
+                    plotting.theory_overlay(ax, xs, med, 1.0, color=st["color"], log_x=True)
         ax.set_xlabel("response length N")
         ax.set_ylabel("reward queries to likelihood ≥ 1−ε")
         plotting.log10_axis(ax)
@@ -300,23 +251,23 @@ def figure(arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Pat
             handles, _ = ax.get_legend_handles_labels()
             handles += [Line2D([], [], ls="--", color="#555555", label="theory exponent, fitted constant"),
                         Line2D([], [], ls=":", color="#555555", label="ORM lower bound 1/(Q_q0(ε)γ²) (C6)"),
-                        sc.censored_legend_handle()]
+                        plotting.censored_legend_handle()]
             ax.legend(handles=handles, fontsize=7, loc="upper left", frameon=False)
 
     # PRM on log-log axes: slope 1
     ax = axes[len(ks)]
     for j, k in enumerate(ks):
         for base in config["bases"]:
-            sel = _select(arrays, "prm", k, base)
-            if not sel.any():
+            sel = _select(table, "prm", k, base)
+            if not len(sel):
                 continue
-            st = sc.STYLE[("prm", base)]
-            x = arrays["N"][sel].astype(float)
-            y = arrays["log_queries"][sel] / sc.LN10
+            st = STYLE[("prm", base)]
+            x = sel["N"].astype(float)
+            y = sel["log_queries"] / LN10
             rec = summary["slopes"][f"prm_{base}_k{k}"]
-            xs, med = sc.scaling_series(ax, x, y, ~arrays["hit"][sel], color=st["color"], marker="oDs^"[j % 4],
-                                        ls=["-", "--", "-.", ":"][j % 4], jitter=0.04,
-                                        label=f"{base} base, k={k}: slope {sc.fmt_slope(rec)}")
+            xs, med = plotting.scaling_series(ax, x, y, ~sel["hit"], color=st["color"], marker="oDs^"[j % 4],
+                                              ls=["-", "--", "-.", ":"][j % 4], jitter=0.04,
+                                              label=f"{base} base, k={k}: slope {fmt_slope(rec)}")
             fit = summary["prm_affine_fit"][f"prm_{base}_k{k}"]
             ax.plot(xs, np.log10(fit["intercept"] + fit["per_N"] * np.asarray(xs)), color=st["color"],
                     ls=(0, (1, 3)), lw=1.2)
@@ -337,14 +288,14 @@ def figure(arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Pat
     for j, k in enumerate(ks):
         for alg in config["algs"]:
             base = "uniform" if "uniform" in config["bases"] else config["bases"][0]
-            sel = _select(arrays, alg, k, base)
-            if not sel.any():
+            sel = _select(table, alg, k, base)
+            if not len(sel):
                 continue
-            st = sc.STYLE[(alg, base)]
-            x = arrays["N"][sel].astype(float)
-            y = np.maximum(arrays["steps"][sel], 1).astype(float)
-            sc.scaling_series(ax, x, y, ~arrays["hit"][sel], label=f"{ALG_LABEL[alg]}, k={k}", color=st["color"],
-                              marker="oDs^"[j % 4], ls=["-", "--", "-.", ":"][j % 4], jitter=0.04)
+            st = STYLE[(alg, base)]
+            x = sel["N"].astype(float)
+            y = np.maximum(sel["steps"], 1).astype(float)
+            plotting.scaling_series(ax, x, y, ~sel["hit"], label=f"{ALG_LABEL[alg]}, k={k}", color=st["color"],
+                                    marker="oDs^"[j % 4], ls=["-", "--", "-.", ":"][j % 4], jitter=0.04)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("response length N")
@@ -352,44 +303,60 @@ def figure(arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Pat
     ax.set_title(f"({'abcd'[len(ks) + 1]}) iterations (updates) from the {base} base", fontsize=10)
     ax.legend(fontsize=7, frameon=False)
     ax.grid(alpha=0.25, which="both")
-    fig.suptitle(f"Outcome vs process rewards as N grows (C5 vs C9): planted task, γ = {gamma:g}, "
-                 f"ε = {config['eps']:g}; dots: runs, lines: Kaplan–Meier medians over {n_seeds} seeds", fontsize=10.5)
-    fig.tight_layout()
-    return plotting.save(fig, out_dir, "scaling_n")
+    title = (f"Outcome vs process rewards as N grows (C5 vs C9): planted task, γ = {gamma:g}, "
+             f"ε = {config['eps']:g}; dots: runs, lines: Kaplan–Meier medians over {n_seeds} seeds")
+    return plotting.save(fig, out_dir, "scaling_n", title, fontsize=10.5)
 
 
-@register
 class ScalingN(Experiment):
     name = "scaling-n"
-    description = "C5 vs C9: queries to likelihood 1-eps vs response length N — exponential for ORM (Alg. 1), linear for PRM (Alg. 2)"
-    defaults = {
-        "ks": [4, 32],
-        "Ns": [1, 2, 4, 8, 16, 32, 64, 128],
-        "algs": ["orm", "prm"],
-        "bases": ["uniform", "pretrained"],
-        "gamma": 0.5,
-        "eps": 0.01,
-        "delta": 0.1,
-        "prm_step_unit": "token",
-        "batch_size": 4,
-        "max_steps": 8000,
-        "check_every": 5,
-        "pretrain_steps": 30,
-        "pretrain_batch": 16,
-        "pretrain_lr": 0.1,
-        "task_seed": 0,
-        "n_boot": 2000,
+    description = ("C5 vs C9: queries to likelihood 1-eps vs response length N — exponential for ORM (Alg. 1), "
+                   "linear for PRM (Alg. 2)")
+    claims = ("C5", "C9")
+    settings = {
+        "ks": Ints([4, 32], "vocabulary sizes (one panel each)", low=2),
+        "Ns": Ints([1, 2, 4, 8, 16, 32, 64, 128], "response lengths", low=1, min_len=2, increasing=True),
+        "algs": Choices(["orm", "prm"], "algorithms: orm (Algorithm 1), prm (Algorithm 2)", ALGS),
+        "bases": Choices(["uniform", "pretrained"], "base models", BASES),
+        **common(gamma=0.5, batch_size=4, max_steps=8000, check_every=5, task_seed=0, n_boot=2000),
+        "eps": Real(0.01, "target: likelihood >= 1 - eps on every context", low=0.0, high=1.0, open_low=True,
+                    open_high=True),
+        "delta": Real(0.1, "Algorithm 2's m carries the factor ceil(ln(N/delta))", low=0.0, high=1.0,
+                      open_low=True, open_high=True),
+        "prm_step_unit": Choice("token", "Algorithm 2's adaptive step: per verified token, or per response",
+                                ("token", "response")),
+        "pretrain_steps": Int(30, "supervised steps of the pre-trained base", low=1),
+        "pretrain_batch": Int(16, "batch of the pre-trained base", low=1),
+        "pretrain_lr": Real(0.1, "learning rate of the pre-trained base", low=0.0, open_low=True),
     }
+    constraints = (divides("check_every", "max_steps"), _gamma_fits)
     default_seeds = 16
+    profiles = {
+        "gpu": Profile(64, {"Ns": "1,2,4,8,16,32,64,128,256,512", "max_steps": "40000"}),
+        "quick": Profile(4, {"ks": "4,32", "Ns": "1,4,16,64", "eps": "0.1", "max_steps": "4000", "n_boot": "300"}),
+    }
 
-    record_total = True
-    validate = staticmethod(validate)
-    compute = staticmethod(run_all)
-    summarise = staticmethod(summary_of)
-    draw = staticmethod(figure)
+    def sweeps(self, config):
+        """One sweep per (k, algorithm, padded length), one chunk per grid point."""
+        base_ids = [BASES.index(b) for b in config["bases"]]
+        for k in config["ks"]:
+            w_pre = pretrained_base(config, k)
+            for alg_name in config["algs"]:
+                buckets: dict[int, list[int]] = {}
+                for N in config["Ns"]:
+                    buckets.setdefault(pad_of(N), []).append(N)
+                for pad, Ns in buckets.items():
+                    yield Sweep(f"{alg_name}_k{k}_pad{pad}", make_run(config, alg_name, k, pad, w_pre),
+                                {"N": Ns, "base": base_ids}, {"alg": alg_name, "k": k}, chunk_size=PER_POINT)
 
-    def table(self, summary: dict) -> str:
-        lines = [sc.slopes_table(summary["slopes"])]
+    def summarise(self, table, config):
+        return summary_of(table, config)
+
+    def draw(self, table, config, summary, out_dir):
+        return figure(table, config, summary, out_dir)
+
+    def text(self, summary: dict) -> str:
+        lines = [slopes_table(summary["slopes"])]
         for name, fit in summary.get("prm_affine_fit", {}).items():
             lo, hi = fit["per_N_ci"]
             lines.append(f"{name}: median queries ≈ {fit['intercept']:.3g} + {fit['per_N']:.3g}·N "

@@ -35,34 +35,28 @@ a fixed small ``ε*`` is the N-dependence (theory ``0`` adaptive, ``1`` constant
 the slope of the final error ``err(w_T)`` against ``ln N`` at the largest ``T``. The
 slope at a large ``ε_burn`` measures the adaptive step's burn-in (the steps before the
 error leaves ≈ 1), which C1 does not speak to.
+
+Acceptance: the slope vs ``ln ε`` in ``[−1.25, −0.75]``; the slopes vs ``ln N`` within
+``±0.25`` of theory (``0`` adaptive, ``1`` for ``1/(4N)``); the control is only reported.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import jax
+import jax.numpy as jnp
 import matplotlib
 import matplotlib.ticker
-import jax.numpy as jnp
 import numpy as np
 
 import lpg
-from lpg import _checks, plotting
-from lpg.analysis import censored_median, fit_slope, hitting_time
-from lpg.experiments import Experiment, register
-from lpg.experiments._scaling import (
-    censored_legend_handle,
-    fmt_slope,
-    planted_problem,
-    scaling_series,
-    slope_record,
-    theory_overlay,
-)
+from lpg import plotting
+from lpg.analysis import censored_median, fit_slope, fmt_slope, hitting_time, slope_record
 from lpg.features import max_planted_contexts
-from matplotlib.ticker import FuncFormatter
+from lpg.problem import planted_problem
+from lpg.spec import Experiment, Int, Ints, Profile, Real, Reals, Sweep, common, divides
 
 RULES = ("adaptive", "constant", "constant_flat")
 LABELS = {"adaptive": "adaptive $1/(4+2\\|g_t\\|^2)$", "constant": "constant $1/(4N)$",
@@ -71,56 +65,13 @@ COLORS = {"adaptive": "#1f5fa8", "constant": "#c0392b", "constant_flat": "#7f8c8
 THEORY_N = {"adaptive": 0.0, "constant": 1.0, "constant_flat": None}
 ACCEPT_N = {"adaptive": (-0.25, 0.25), "constant": (0.75, 1.25), "constant_flat": None}
 ACCEPT_EPS = (-1.25, -0.75)
-
-DEFAULTS: dict[str, Any] = {
-    "k": 4,
-    "gamma": 0.2,
-    "Ns": [1, 2, 4, 8, 16, 32, 64],
-    "steps": 32768,
-    "log_every": 32,
-    "eps_grid": [0.1, 0.05, 0.02, 0.01, 0.005],
-    "eps_star": 0.02,
-    "eps_burn": 0.5,
-    "chunk_size": 0,
-}
-"""CPU default (about 2 minutes on 2 cores with 16 seeds)."""
-
-GPU_SETTINGS: dict[str, Any] = {
-    "gamma": 0.1,
-    "Ns": [1, 2, 4, 8, 16, 32, 64, 128],
-    "steps": 1048576,
-    "log_every": 512,
-    "eps_grid": [0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001],
-    "eps_star": 0.005,
-}
-"""Overrides for a GPU (``--set`` each, ``--seeds 64``): S = 133 contexts, N to 128 and
-a million samples, so the constant step's censored points at large N resolve."""
-
-
-def validate(config: dict) -> None:
-    _checks.int_at_least("k", config["k"], 2)
-    _checks.in_open_closed("gamma", config["gamma"], 0.0, 1.0)
-    if max_planted_contexts(config["k"], config["gamma"]) < 1:
-        raise ValueError(f"gamma must allow at least one planted context for k={config['k']}, got {config['gamma']}")
-    Ns = config["Ns"]
-    if len(Ns) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in Ns) or len(set(Ns)) != len(Ns):
-        raise ValueError(f"Ns must be at least two distinct integers >= 1, got {Ns!r}")
-    _checks.int_at_least("steps", config["steps"], 1)
-    _checks.int_at_least("log_every", config["log_every"], 1)
-    if config["steps"] % config["log_every"]:
-        raise ValueError(f"log_every must divide steps={config['steps']}, got {config['log_every']}")
-    eps_grid = config["eps_grid"]
-    if len(eps_grid) < 2 or any(not (0.0 < float(e) < 1.0) for e in eps_grid):
-        raise ValueError(f"eps_grid must hold at least two values in (0, 1), got {eps_grid!r}")
-    for name in ("eps_star", "eps_burn"):
-        _checks.in_open(name, config[name], 0.0, 1.0)
-    _checks.int_at_least("chunk_size", config["chunk_size"], 0)
+UNIT = dict(low=0.0, high=1.0, open_low=True, open_high=True)
 
 
 def make_run(config: dict, optimizer: str):
-    """``run(key, N, flat) -> {"error": (P+1,)}``: one SGD run at length ``N`` on a
-    planted task padded to ``max(Ns)``; ``flat`` picks ``1/4`` over ``1/(4N)`` for the
-    constant step (ignored by the adaptive one)."""
+    """``run(key, N, flat)``: one SGD run at length ``N`` on a planted task padded to
+    ``max(Ns)``, its exact error at the log points; ``flat`` picks ``1/4`` over
+    ``1/(4N)`` for the constant step (ignored by the adaptive one)."""
     n_max = max(config["Ns"])
     alg = lpg.SGD(batch_size=1, optimizer=optimizer)
 
@@ -133,33 +84,29 @@ def make_run(config: dict, optimizer: str):
         else:
             lr = jnp.where(flat > 0, 0.25, 0.25 / N).astype(jnp.float32)
         hyper = lpg.Hyper(lr, jnp.float32(jnp.inf), jnp.float32(jnp.inf))
-        r = lpg.train(alg, problem, hyper, k_run, steps=config["steps"], log_every=config["log_every"],
-                      w0=problem.fmap.init_params())
-        return {"error": r.curves.test_error}
+        c = lpg.train(alg, problem, hyper, k_run, steps=config["steps"], log_every=config["log_every"],
+                      w0=problem.fmap.init_params()).curves
+        return {"curves": {"sgd": {"step": c.step, "error": c.test_error}}}
 
     return run
 
 
-def hitting_times(arrays: dict, rule: str, eps: float):
-    """``(T, censored)`` per run of ``rule`` for error ``≤ eps``."""
-    step = arrays["step"].astype(np.float64)
-    return hitting_time(arrays[f"{rule}_error"], step, eps, above=False)
+def curves_of(table, rule: str):
+    """``(step (P,), error (runs, P), N (runs,))`` of one step rule: the ``adaptive``
+    sweep, or the ``constant`` sweep's ``flat = 0`` (``1/(4N)``) or ``flat = 1`` runs."""
+    rows = table.where(part="adaptive" if rule == "adaptive" else "constant", flat=int(rule == "constant_flat"))
+    return rows.by_run("step")[0].astype(np.float64), rows.by_run("error"), rows.per_run("N")
 
 
-def summary_of(arrays: dict, config: dict) -> dict:
+def summary_of(table, config: dict) -> dict:
     Ns = [int(n) for n in config["Ns"]]
     slopes, points = {}, {}
     for rule in RULES:
-        n_run = arrays[f"{rule}_N"]
+        step, error, n_run = curves_of(table, rule)
         # T(ε) vs ε at each N.
-        eps_x, T_all, c_all, g_all = [], [], [], []
-        for e in config["eps_grid"]:
-            T, c = hitting_times(arrays, rule, e)
-            eps_x.append(np.full(T.shape, e))
-            T_all.append(T)
-            c_all.append(c)
-            g_all.append(np.full(T.shape, e))
-        eps_x, T_all, c_all = np.concatenate(eps_x), np.concatenate(T_all), np.concatenate(c_all)
+        hits = [hitting_time(error, step, e, above=False) for e in config["eps_grid"]]
+        eps_x = np.concatenate([np.full(T.shape, e) for (T, _), e in zip(hits, config["eps_grid"])])
+        T_all, c_all = np.concatenate([T for T, _ in hits]), np.concatenate([c for _, c in hits])
         n_all = np.tile(n_run, len(config["eps_grid"]))
         for N in Ns:
             sel = n_all == N
@@ -167,7 +114,7 @@ def summary_of(arrays: dict, config: dict) -> dict:
             slopes[f"{rule}_T_vs_eps_N{N}"] = slope_record(
                 fit, -1.0, accept=ACCEPT_EPS, note="d ln T(eps) / d ln eps; -1 means error proportional to 1/T (C1)")
         for which, e in (("star", config["eps_star"]), ("burn", config["eps_burn"])):
-            T, c = hitting_times(arrays, rule, e)
+            T, c = hitting_time(error, step, e, above=False)
             fit = fit_slope(n_run.astype(np.float64), T, c)
             theory = THEORY_N[rule] if which == "star" else None
             accept = ACCEPT_N[rule] if which == "star" else None
@@ -181,7 +128,7 @@ def summary_of(arrays: dict, config: dict) -> dict:
                 "median_T": [censored_median(T[n_run == N], c[n_run == N]) for N in Ns],
                 "censored_fraction": [float(c[n_run == N].mean()) for N in Ns],
             }
-        final = arrays[f"{rule}_error"][:, -1].astype(np.float64)
+        final = error[:, -1].astype(np.float64)
         fit = fit_slope(n_run.astype(np.float64), final, np.zeros(final.shape, bool))
         slopes[f"{rule}_final_error_vs_N"] = slope_record(
             fit, THEORY_N[rule], accept=ACCEPT_N[rule],
@@ -208,22 +155,21 @@ def summary_of(arrays: dict, config: dict) -> dict:
     }
 
 
-def figure(arrays: dict, config: dict, summary: dict, out_dir: Path, name: str) -> list[Path]:
+def figure(table, config: dict, summary: dict, out_dir: Path, name: str) -> list[Path]:
+    """Error vs steps for each rule (one band per N, a 1/T guide), then T(ε*) vs N."""
     Ns = [int(n) for n in config["Ns"]]
-    step = arrays["step"].astype(np.float64)
     n_seeds = int(config.get("seeds", 0))
     fig, ax = plotting.figure(4, width=4.2, height=3.5)
     cmap = matplotlib.colormaps["viridis"]
-    pos = step > 0
-    x = np.log10(step[pos])
     for a, rule in zip(ax[:3], RULES):
-        n_run = arrays[f"{rule}_N"]
+        step, error, n_run = curves_of(table, rule)
+        pos = step > 0
+        x = np.log10(step[pos])
         for i, N in enumerate(Ns):
-            err = arrays[f"{rule}_error"][n_run == N][:, pos]
-            plotting.seed_band(a, x, np.log10(np.maximum(err, 1e-12)), label=f"N={N}",
+            plotting.seed_band(a, x, np.log10(np.maximum(error[n_run == N][:, pos], 1e-12)), label=f"N={N}",
                                color=cmap(i / max(1, len(Ns) - 1)), alpha=0.15)
         # Theory C/T (slope -1), constant fitted to the smallest N's late half.
-        err0 = np.median(arrays[f"{rule}_error"][n_run == Ns[0]][:, pos], axis=0)
+        err0 = np.median(error[n_run == Ns[0]][:, pos], axis=0)
         late = x >= x[len(x) // 2]
         c = np.mean(np.log10(np.maximum(err0[late], 1e-12)) + x[late])
         a.plot(x, c - x, color="k", ls=":", lw=1.2, label="theory $\\propto 1/T$")
@@ -232,33 +178,32 @@ def figure(arrays: dict, config: dict, summary: dict, out_dir: Path, name: str) 
         plotting.log10_axis(a, "x")
         plotting.log10_axis(a, "y")
     ax[0].legend(fontsize=6, loc="lower left", ncol=2)
-    # Hitting time at eps* vs N.
     eps_star = config["eps_star"]
     for rule in RULES:
-        T, c = hitting_times(arrays, rule, eps_star)
-        n_run = arrays[f"{rule}_N"].astype(np.float64)
-        xs, med = scaling_series(ax[3], n_run, np.log10(T), c, label=LABELS[rule], color=COLORS[rule], jitter=0.03)
+        step, error, n_run = curves_of(table, rule)
+        T, c = hitting_time(error, step, eps_star, above=False)
+        xs, med = plotting.scaling_series(ax[3], n_run.astype(np.float64), np.log10(T), c, label=LABELS[rule],
+                                          color=COLORS[rule], jitter=0.03)
         if THEORY_N[rule] is not None:
-            theory_overlay(ax[3], xs, med, THEORY_N[rule], color=COLORS[rule],
-                           label=f"theory slope {THEORY_N[rule]:g}, fitted constant")
+            plotting.theory_overlay(ax[3], xs, med, THEORY_N[rule], color=COLORS[rule],
+                                    label=f"theory slope {THEORY_N[rule]:g}, fitted constant")
     ax[3].axhline(math.log10(config["steps"]), color="0.5", lw=0.8, ls="-.", label="budget (censored at it)")
     ax[3].set(title=f"steps to error $\\leq {eps_star:g}$", xlabel="response length $N$", ylabel="$T(\\varepsilon^*)$")
     ax[3].set_xscale("log")
     plotting.log10_axis(ax[3], "y")
-    ax[3].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
+    ax[3].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.0f}"))
     ax[3].set_xticks(Ns)
     ax[3].xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     handles, _ = ax[3].get_legend_handles_labels()
-    handles.append(censored_legend_handle())
+    handles.append(plotting.censored_legend_handle())
     ax[3].legend(handles=handles, fontsize=6, loc="upper left", frameon=False)
-    fig.suptitle(f"{name}: supervised SGD, adaptive vs constant step as N grows (C1); planted k={config['k']}, "
-                 f"$\\gamma$={config['gamma']:g}, S={summary['n_contexts']}; {plotting.band_note(n_seeds)}",
-                 fontsize=9)
-    fig.tight_layout()
-    return plotting.save(fig, out_dir, name)
+    title = (f"{name}: supervised SGD, adaptive vs constant step as N grows (C1); planted k={config['k']}, "
+             f"$\\gamma$={config['gamma']:g}, S={summary['n_contexts']}; {plotting.band_note(n_seeds)}")
+    return plotting.save(fig, out_dir, name, title)
 
 
-def table(summary: dict, config: dict | None = None) -> str:
+def text(summary: dict) -> str:
+    """One row per step rule: the slopes vs ε (smallest and largest N) and vs N."""
     s = summary["slopes"]
     Ns = summary["points"]["adaptive_star"]["N"]
     rows = [("step rule", f"T vs eps (N={Ns[0]})", f"T vs eps (N={Ns[-1]})", "final err vs N", "T(eps*) vs N",
@@ -280,37 +225,41 @@ def table(summary: dict, config: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-@register
 class SgdLr(Experiment):
     name = "sgd-lr"
     description = "C1: SGD error ~ 1/(gamma^2 T) with the adaptive step at every N; a constant step pays ~N"
-    defaults = DEFAULTS
+    claims = ("C1",)
+    settings = {
+        **common(k=4, gamma=0.2, chunk_size=0),
+        "Ns": Ints([1, 2, 4, 8, 16, 32, 64], "response lengths (all padded to the largest)", low=1, min_len=2,
+                   distinct=True),
+        "steps": Int(32768, "SGD steps T (one labelled sample each)", low=1),
+        "log_every": Int(32, "steps between log points (exact error)", low=1),
+        "eps_grid": Reals([0.1, 0.05, 0.02, 0.01, 0.005], "errors of the T(eps) vs eps fits", min_len=2, **UNIT),
+        "eps_star": Real(0.02, "error eps* of the T(eps*) vs N fit", **UNIT),
+        "eps_burn": Real(0.5, "large error of the burn-in fit (no claim)", **UNIT),
+    }
+    constraints = (divides("log_every", "steps"),)
     default_seeds = 16
+    profiles = {
+        "gpu": Profile(64, {"gamma": 0.1, "Ns": [1, 2, 4, 8, 16, 32, 64, 128], "steps": 1048576, "log_every": 512,
+                            "eps_grid": [0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001], "eps_star": 0.005},
+                       "S = 133 contexts, N to 128 and a million samples, so the constant step's censored points "
+                       "at large N resolve"),
+        "quick": Profile(2, {}),
+    }
 
-    validate = staticmethod(validate)
-
-    def compute(self, config: dict, *, seeds: int, out_dir: Path, resume: bool) -> tuple[dict, dict]:
-        arrays, timing = {}, {}
+    def sweeps(self, config):
+        """The adaptive step at every N, then the constant step at every N (flat 0: 1/(4N), flat 1: 1/4)."""
         Ns = [int(n) for n in config["Ns"]]
-        plan = {"adaptive": ("adaptive", {"N": Ns, "flat": [0]}),
-                "constant": ("constant", {"flat": [0, 1], "N": Ns})}
-        for tag, (opt, grid) in plan.items():
-            result = self.sweep_part(make_run(config, opt), grid, config, seeds=seeds, out_dir=out_dir,
-                                     resume=resume, part=tag, optimizer=opt)
-            flat = result.settings["flat"].astype(bool)
-            for rule, sel in ((("adaptive", np.ones_like(flat)),) if tag == "adaptive"
-                              else (("constant", ~flat), ("constant_flat", flat))):
-                arrays[f"{rule}_error"] = result.outputs["error"][sel]
-                arrays[f"{rule}_N"] = result.settings["N"][sel]
-                arrays[f"{rule}_seed"] = result.seed[sel]
-            timing[tag] = result.timing
-        arrays["step"] = np.arange(0, config["steps"] + 1, config["log_every"], dtype=np.int64)
-        return arrays, timing
+        yield Sweep("adaptive", make_run(config, "adaptive"), {"N": Ns, "flat": [0]})
+        yield Sweep("constant", make_run(config, "constant"), {"flat": [0, 1], "N": Ns})
 
-    summarise = staticmethod(summary_of)
+    def summarise(self, table, config):
+        return summary_of(table, config)
 
-    def draw(self, arrays: dict, config: dict, summary: dict, out_dir: Path) -> list[Path]:
-        return figure(arrays, config, summary, out_dir, self.name)
+    def draw(self, table, config, summary, out_dir):
+        return figure(table, config, summary, out_dir, self.name)
 
-    def table(self, summary: dict) -> str:
-        return table(summary) + "\n" + self.compute_line(summary)
+    def text(self, summary):
+        return text(summary) + "\n" + self.timing_line(summary)

@@ -1,0 +1,121 @@
+"""What every algorithm shares: the algorithm interface, traced hyperparameters, the
+training state and fixed-shape step metrics (PAPER.md §3).
+
+An algorithm is an :class:`AbstractAlgorithm`: an ``eqx.Module`` whose fields are its
+static settings (batch size, strategy objects, the optimiser) with two pure methods::
+
+    state = alg.init(w0, hyper)
+    state, metrics = alg.step(state, key, problem, hyper)
+
+``hyper`` (:class:`Hyper`) holds the traced settings — learning rate, ``log m``, ``ζ`` —
+so a sweep over them is a ``vmap``, not a recompile. The learning rate's one source is
+``hyper.lr``: :meth:`AbstractAlgorithm.init` writes it into the optimiser state
+(:func:`lpg.optim.init_state`), where every step reads it.
+
+Per-algorithm extra state lives in ``TrainState.aux`` (a dict, e.g. online learning's
+cumulative mistakes) and per-step extra metrics in ``StepMetrics.aux`` (e.g. policy
+gradient's zero-variance groups); :func:`lpg.train` logs both.
+"""
+
+
+import abc
+import math
+from typing import Any, NamedTuple
+
+import equinox as eqx
+from equinox import AbstractVar
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+
+from lpg import _checks, optim, rewards
+from lpg.problem import Problem
+
+
+class Hyper(NamedTuple):
+    """Traced hyperparameters (vmappable): learning rate, ``log m`` for best-of-m
+    (``inf``: unbounded) and the importance-ratio clip ``ζ`` (``ratio ∈ [1/ζ, ζ]``)."""
+
+    lr: Any = 1.0
+    log_m: Any = math.inf
+    zeta: Any = math.inf
+
+
+def hyper(lr=1.0, m=None, log_m=None, zeta=math.inf) -> Hyper:
+    """Validated :class:`Hyper`. Give ``m`` (a count ``>= 1``) or ``log_m``."""
+    _checks.positive("lr", lr)
+    if m is not None and log_m is not None:
+        raise ValueError(f"give m or log_m, not both; got m={m!r}, log_m={log_m!r}")
+    if m is not None:
+        _checks.at_least("m", m, 1)
+        log_m = math.log(m)
+    if log_m is None:
+        log_m = math.inf
+    _checks.at_least("log_m", log_m, 0.0)
+    _checks.at_least("zeta", zeta, 1.0)
+    f = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+    return Hyper(f(lr), f(log_m), f(zeta))
+
+
+class TrainState(NamedTuple):
+    w: PyTree
+    opt_state: PyTree
+    step: Int[Array, ""]
+    log_queries: Float[Array, ""]  # cumulative reward queries, natural log
+    aux: dict  # per-algorithm state (e.g. OnlinePG's cumulative mistakes)
+
+
+class StepMetrics(NamedTuple):
+    """Fixed-shape per-step metrics."""
+
+    log_queries: Float[Array, ""]  # reward queries this step (log)
+    grad_norm: Float[Array, ""]  # ‖g_t‖ of the followed log-likelihood gradient
+    success: Float[Array, ""]  # fraction of contexts that produced a verified success
+    aux: dict  # per-algorithm metrics (e.g. PolicyGradient's zero-variance groups)
+
+
+class AbstractAlgorithm(eqx.Module):
+    """An algorithm: ``init`` and ``step``, pure and jit/vmap-able. Subclasses hold an
+    ``optimizer`` (an optax transformation made by :func:`lpg.optim.make`) and define
+    :meth:`step`; :meth:`init_aux` gives extra state."""
+
+    optimizer: AbstractVar[optax.GradientTransformation]
+
+    def init(self, w0: PyTree, hyper: Hyper) -> TrainState:
+        return TrainState(w0, optim.init_state(self.optimizer, w0, hyper.lr), jnp.zeros((), jnp.int32),
+                          jnp.asarray(-jnp.inf, jnp.float32), self.init_aux())
+
+    def init_aux(self) -> dict:
+        """The algorithm's extra state at the start (a dict of arrays)."""
+        return {}
+
+    @abc.abstractmethod
+    def step(self, state: TrainState, key: PRNGKeyArray, problem: Problem, hyper: Hyper) -> tuple[TrainState, StepMetrics]:
+        """One iteration: the new state and this step's metrics."""
+
+    def ascend(self, state: TrainState, g: PyTree, log_queries, **aux) -> TrainState:
+        """Follow the ascent direction ``g`` (a gradient of a log-likelihood objective)
+        with the optimiser; count ``log_queries`` more queries; replace ``aux`` entries."""
+        w, opt_state = optim.ascend(self.optimizer, state.w, state.opt_state, g)
+        return TrainState(w, opt_state, state.step + 1, jnp.logaddexp(state.log_queries, log_queries),
+                          {**state.aux, **aux})
+
+
+def tree_norm(g: PyTree) -> Float[Array, ""]:
+    return optax.tree_utils.tree_norm(g)
+
+
+def per_response_reward(spec, event_path: bool | None, *, algorithm: str) -> tuple[rewards.AbstractReward, bool]:
+    """The reward of an algorithm that verifies whole responses (Algorithm 1, online
+    learning), and whether it takes the exact event path (``None``: where the reward has
+    one)."""
+    reward = rewards.by_name(spec)
+    if reward.per_token:
+        raise ValueError(f"reward must give one verdict per response for {algorithm}, got {reward!r}")
+    if event_path and not reward.has_event_path:
+        raise ValueError(f"event_path must be None or False for a reward without an exact event path, "
+                         f"got event_path=True with reward={reward!r}")
+    return reward, reward.has_event_path if event_path is None else bool(event_path)
+
+
+__all__ = ["AbstractAlgorithm", "Hyper", "StepMetrics", "TrainState", "hyper", "per_response_reward", "tree_norm"]
