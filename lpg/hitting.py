@@ -11,7 +11,8 @@ the target holds, or when the budget of ``max_steps`` iterations is spent; such 
 Everything is pure and jit/vmap-able. Under ``jax.vmap`` the loop runs until every run in
 the batch is done; finished runs are frozen (``while_loop`` selects their old carry), so
 each run's result is exactly what it would be alone. The key of iteration ``t`` is
-``fold_in(key, t)``, so a trajectory does not depend on ``check_every`` or on the batch.
+``fold_in(key, t)`` (:func:`lpg.algorithms.train.step_key`, the rule of :func:`lpg.train`
+too), so a trajectory does not depend on ``check_every`` or on the batch.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from lpg import _checks
+from lpg.algorithms.train import step_key
 from lpg.metrics import error, sequence_log_likelihoods
 
 Target = Callable[[Any, Any], jax.Array]
@@ -60,7 +62,7 @@ def run_until(
     state = alg.init(w0, hyper)
 
     def one_step(_, st):
-        return alg.step(st, jax.random.fold_in(key, st.step), problem, hyper)[0]
+        return alg.step(st, step_key(key, st.step), problem, hyper)[0]
 
     def cond(carry):
         st, done = carry

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import lpg
+from conftest import flat
 from lpg.hitting import Hit, error_at_most, likelihood_at_least, run_until
 
 
@@ -174,3 +175,27 @@ def test_bad_arguments_raise(setup):
         likelihood_at_least(1.5)
     with pytest.raises(ValueError, match="eps"):
         error_at_most(0.0)
+
+
+def test_one_prng_rule_for_train_pretrain_and_run_until(setup):
+    # Step t of a run with key k uses fold_in(k, t) in lpg.train, lpg.pretrain and
+    # run_until: a trajectory does not depend on log_every, train and run_until follow
+    # the same one, and pretrain's weights are those of lpg.train's SGD run.
+    key, steps = jax.random.PRNGKey(7), 12
+    w_ref = python_reference(setup, key, steps, eps=1e-9)[3]  # never on target: all 12 steps
+    train = jax.jit(lambda k, every: lpg.train(ALG, setup, HYPER, k, steps=steps, log_every=every).state,
+                    static_argnums=1)
+    for every in (1, 4, 12):
+        st = train(key, every)
+        np.testing.assert_allclose(flat(st.w), flat(w_ref), rtol=1e-6,
+                                   atol=1e-7)
+    hit = jax.jit(lambda k: run_until(ALG, setup, HYPER, k, max_steps=steps, target=lambda p, w: False,
+                                      check_every=3))(key)
+    np.testing.assert_allclose(flat(hit.final_w), flat(w_ref), rtol=1e-6,
+                               atol=1e-7)
+    sgd = lpg.SGD(batch_size=4, optimizer="adagrad", loss_norm="token")
+    pre = lpg.pretrain(setup, key, steps=5, batch_size=4, lr=0.1, w0=setup.fmap.init_params())
+    via_train = lpg.train(sgd, setup, lpg.hyper(lr=0.1), key, steps=5, log_every=5, w0=setup.fmap.init_params())
+    np.testing.assert_allclose(flat(pre), flat(via_train.state.w), rtol=1e-6)
+    # and the rule has teeth: another key is another trajectory
+    assert not np.allclose(flat(train(jax.random.PRNGKey(8), 4).w), flat(w_ref))

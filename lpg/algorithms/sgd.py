@@ -16,6 +16,7 @@ import optax
 
 from lpg import _checks, optim
 from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, hyper as make_hyper, tree_norm
+from lpg.algorithms.train import step_key
 from lpg.policy import weighted_grad
 from lpg.problem import Problem
 
@@ -44,7 +45,8 @@ class SGD(AbstractAlgorithm):
 def pretrain(problem: Problem, key, *, steps: int, batch_size: int = 256, optimizer: str | optim.Factory = "adagrad",
              lr: float = 0.1, loss_norm: str = "token", w0=None):
     """Supervised pre-training of a base model ``q0`` (the authors' recipe by default:
-    Adagrad, lr 0.1, batch 256, token-averaged cross-entropy). Returns the weights."""
+    Adagrad, lr 0.1, batch 256, token-averaged cross-entropy). Returns the weights; the
+    key of step ``t`` is ``fold_in(key, t)``, as in :func:`lpg.train`."""
     steps = _checks.int_at_least("steps", steps, 1)
     alg = SGD(batch_size=batch_size, optimizer=optimizer, loss_norm=loss_norm)
     hyper = make_hyper(lr=lr)
@@ -52,13 +54,9 @@ def pretrain(problem: Problem, key, *, steps: int, batch_size: int = 256, optimi
 
     @jax.jit
     def run(w0, key):
-        state = alg.init(w0, hyper)
+        def body(st, _):
+            return alg.step(st, step_key(key, st.step), problem, hyper)[0], None
 
-        def body(st, k):
-            st, _ = alg.step(st, k, problem, hyper)
-            return st, None
-
-        st, _ = jax.lax.scan(body, state, jax.random.split(key, steps))
-        return st.w
+        return jax.lax.scan(body, alg.init(w0, hyper), None, length=steps)[0].w
 
     return run(w0, key)

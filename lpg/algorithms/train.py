@@ -1,6 +1,11 @@
 """The training loop: ``steps`` iterations of an algorithm inside ``lax.scan``, metrics
 at fixed log points (PAPER.md §3; DESIGN.md: an outer scan over log points around an
-inner one over steps, so memory grows with the number of log points only)."""
+inner one over steps, so memory grows with the number of log points only).
+
+One PRNG rule for every loop of lpg (this one, :func:`lpg.pretrain` and
+:func:`lpg.hitting.run_until`): the key of step ``t`` is ``fold_in(key, t)``, so a
+trajectory depends on the key alone, not on ``log_every`` or ``check_every``, and a
+hitting-time run follows the same trajectory as :func:`train` with the same key."""
 
 from __future__ import annotations
 
@@ -13,6 +18,15 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 from lpg import _checks
 from lpg.algorithms.base import AbstractAlgorithm, Hyper, TrainState
 from lpg.problem import Evaluation, Problem, evaluate
+
+
+TAU_DATA = 2**32 - 1
+"""``fold_in`` data of the random iterate's key (no step uses it)."""
+
+
+def step_key(key: PRNGKeyArray, step) -> PRNGKeyArray:
+    """The key of step ``step`` of a run with key ``key``: ``fold_in(key, step)``."""
+    return jax.random.fold_in(key, step)
 
 
 class Curves(NamedTuple):
@@ -45,13 +59,12 @@ def train(alg: AbstractAlgorithm, problem: Problem, hyper: Hyper, key: PRNGKeyAr
         raise ValueError(f"log_every must divide steps={steps}, got {log_every}")
     if w0 is None:
         w0 = problem.base_weights()
-    k_tau, k_run = jax.random.split(key)
-    tau = jax.random.randint(k_tau, (), 1, steps + 1)
+    tau = jax.random.randint(jax.random.fold_in(key, TAU_DATA), (), 1, steps + 1)
     state = alg.init(w0, hyper)
 
-    def inner(carry, k):
+    def inner(carry, _):
         st, wr = carry
-        st, m = alg.step(st, k, problem, hyper)
+        st, m = alg.step(st, step_key(key, st.step), problem, hyper)
         wr = jax.tree_util.tree_map(lambda a, b: jnp.where(st.step == tau, a, b), st.w, wr)
         return (st, wr), m
 
@@ -59,8 +72,8 @@ def train(alg: AbstractAlgorithm, problem: Problem, hyper: Hyper, key: PRNGKeyAr
         return Curves(st.step, ev.test_error, ev.track_log_lik, st.log_queries, grad_norm, success,
                       {**st.aux, **metrics_aux})
 
-    def outer(carry, k):
-        carry, ms = jax.lax.scan(inner, carry, jax.random.split(k, log_every))
+    def outer(carry, _):
+        carry, ms = jax.lax.scan(inner, carry, None, length=log_every)
         st = carry[0]
         mean = lambda v: jnp.mean(v, axis=0)  # noqa: E731
         return carry, point(st, evaluate(problem, st.w), mean(ms.grad_norm), mean(ms.success),
@@ -72,6 +85,6 @@ def train(alg: AbstractAlgorithm, problem: Problem, hyper: Hyper, key: PRNGKeyAr
     nan = jnp.asarray(jnp.nan, jnp.float32)
     aux_shape = jax.eval_shape(alg.step, state, key, problem, hyper)[1].aux
     first = point(state, ev0, nan, nan, jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), aux_shape))
-    (state, w_rand), rest = jax.lax.scan(outer, (state, w0), jax.random.split(k_run, steps // log_every))
+    (state, w_rand), rest = jax.lax.scan(outer, (state, w0), None, length=steps // log_every)
     curves = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
     return TrainResult(state, curves, w_rand, evaluate(problem, w_rand))
