@@ -186,8 +186,11 @@ def test_report_from_finished_experiments(tmp_path, monkeypatch):
     summary = report.run({"profile": "quick", "seeds": 3, "only": ["scaling-eps"]}, tmp_path)
     assert summary["experiments"]["scaling-eps"]["status"] == "ok"
     assert summary["experiments"]["scaling-eps"]["seeds"] == 3
-    if jax.default_backend() == "cpu":  # the paper-size Figure 1 is left out on a CPU, and said so
-        assert summary["experiments"]["figure1"]["status"].startswith("skipped")
+    assert "figure1" not in summary["experiments"]  # `only` names what runs: nothing else is listed
+    if jax.default_backend() == "cpu":  # the paper-size Figure 1 is left out on a CPU unless asked for
+        assert report.cpu_skipped(report.resolve({})) == ["figure1"]
+        assert "figure1" not in [name for name, *_ in report.plan(report.resolve({}))]
+        assert report.cpu_skipped(report.resolve({"only": ["figure1"]})) == []
     md = (tmp_path / "REPORT.md").read_text()
     assert "| claim | experiment | quantity | theory exponent | measured exponent (95% CI)" in md
     assert "![scaling-eps](scaling-eps/scaling_eps.png)" in md
@@ -213,9 +216,12 @@ def test_report_from_finished_experiments(tmp_path, monkeypatch):
         mp.setattr(report, "code_digest", lambda: "edited-source")  # report.py's own reference to it
         assert not report._same_config(tmp_path / "scaling-eps", "scaling-eps", resolved, 3)
     # a failed experiment is reported with its error
-    results = {"scaling-eps": {"status": "failed", "seconds": 1.0, "seeds": 2, "error": "RuntimeError: boom"}}
+    results = {"scaling-eps": {"status": "failed", "seconds": 1.0, "seeds": 2, "error": "RuntimeError: boom"},
+               "figure1": {"status": "skipped on CPU (paper scale: run it on an accelerator)", "seconds": 0.0}}
     report.write_report(tmp_path, results)
-    assert "did not finish**: RuntimeError: boom" in (tmp_path / "REPORT.md").read_text()
+    md = (tmp_path / "REPORT.md").read_text()
+    assert "did not finish**: RuntimeError: boom" in md
+    assert "*Not run here: skipped on CPU" in md.split("## C9")[1]  # under figure1's claims
     # the report's own files
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["experiment"] == "report" and config["seeds"] == 3 and config["only"] == ["scaling-eps"]
