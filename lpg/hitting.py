@@ -38,6 +38,7 @@ class Hit(NamedTuple):
     steps: jax.Array  # iterations until the hit (== max_steps if censored)
     log_queries: jax.Array  # reward queries (natural log) spent until the hit or the budget's end
     final_w: Any  # the weights at the hit (or at the end of the budget)
+    queries: Any  # the same queries exactly (lpg.rewards.Count)
 
 
 def run_until(
@@ -75,7 +76,7 @@ def run_until(
 
     done0 = jnp.asarray(target(problem, state.w), bool)
     state, done = jax.lax.while_loop(cond, body, (state, done0))
-    return Hit(done, state.step, state.log_queries, state.w)
+    return Hit(done, state.step, state.log_queries, state.w, state.queries)
 
 
 def likelihood_at_least(eps: float) -> Target:

@@ -14,8 +14,11 @@ A new verifier (a noisy one, a learned one) subclasses :class:`AbstractReward` a
 defines ``__call__`` and ``queries``; ``examples/custom_reward.py`` shows one.
 
 Query accounting. One query is one verifier call on one object (a whole response for
-the ORM, one prefix for the PRM). Counts are carried as natural logarithms
-(``log 0 = -inf``) so ``32^128`` queries are an ordinary float32 (``≈ 443.6``).
+the ORM, one prefix for the PRM). A :class:`Count` holds a number of queries exactly as
+an integer while it fits (two int32 limbs, up to ``2^61``) and in log space beyond (the
+exact event path draws counts like ``32^128``, an ordinary float32 ``≈ 443.6`` as a
+natural log): a run of ``3·10^6`` single queries counts ``3·10^6``, not a float32 sum of
+logarithms that stops growing at ``2^21``.
 A PRM verifier is called prefix by prefix until the first failure: every later prefix
 is known to fail without asking, so a response with correct-prefix length ``L`` costs
 ``min(L + 1, length)`` queries.
@@ -191,13 +194,80 @@ def by_name(spec: str | AbstractReward, signed: bool = False) -> AbstractReward:
 # ---------------------------------------------------------------------------------
 
 
+class Count(NamedTuple):
+    """A number of reward queries: the exact integer ``hi·2^30 + lo`` (int32 limbs,
+    ``0 ≤ lo < 2^30``) plus ``exp(log_big)``, the part too large to count exactly
+    (natural log; ``-inf``: none). Any shape; built by :func:`count`, combined by
+    :func:`add_counts` and :func:`sum_counts`, read by :func:`log_of` (in JAX) and
+    :func:`value_of` (on the host, float64)."""
+
+    hi: Int[Array, "*b"]
+    lo: Int[Array, "*b"]
+    log_big: Float[Array, "*b"]
+
+
+_LIMB = 2**30
+_HALF = 2**15
+_MAX_TERMS = 2**16
+"""The most terms one :func:`sum_counts` reduction adds (its int32 half-limb sums stay exact)."""
+
+
+def count(exact=0, log_big=-jnp.inf) -> Count:
+    """``exact`` queries (integers ``0 ≤ n < 2^31``) plus ``exp(log_big)``."""
+    n = jnp.asarray(exact, jnp.int32)
+    log_big = jnp.asarray(log_big, jnp.float32)
+    shape = jnp.broadcast_shapes(n.shape, log_big.shape)
+    n, log_big = jnp.broadcast_to(n, shape), jnp.broadcast_to(log_big, shape)
+    return Count(n // _LIMB, n % _LIMB, log_big)
+
+
+def add_counts(a: Count, b: Count) -> Count:
+    """``a + b``, exact in the integer part."""
+    lo = a.lo + b.lo  # each < 2^30: no int32 overflow
+    return Count(a.hi + b.hi + lo // _LIMB, lo % _LIMB, jnp.logaddexp(a.log_big, b.log_big))
+
+
+def select_count(cond, a: Count, b: Count) -> Count:
+    """``a`` where ``cond``, else ``b`` (elementwise)."""
+    return Count(*(jnp.where(cond, x, y) for x, y in zip(a, b)))
+
+
+def sum_counts(c: Count, axis: int = -1) -> Count:
+    """The total over ``axis`` (at most ``2^16`` terms), exact in the integer part: the
+    low limb is summed in two 15-bit halves so no int32 sum overflows."""
+    axis = axis % c.lo.ndim
+    if c.lo.shape[axis] > _MAX_TERMS:
+        raise ValueError(f"sum_counts adds at most {_MAX_TERMS} counts along an axis, got {c.lo.shape[axis]}")
+    low = jnp.sum(c.lo % _HALF, axis=axis)
+    high = jnp.sum(c.lo // _HALF, axis=axis) + low // _HALF
+    lo = (high % _HALF) * _HALF + low % _HALF
+    hi = jnp.sum(c.hi, axis=axis) + high // _HALF
+    return Count(hi, lo, jax.nn.logsumexp(c.log_big, axis=axis))
+
+
+def log_of(c: Count) -> Float[Array, "*b"]:
+    """``log`` of the count (float32; ``-inf`` for none)."""
+    exact = c.hi.astype(jnp.float32) * float(_LIMB) + c.lo.astype(jnp.float32)
+    return jnp.logaddexp(jnp.log(exact), c.log_big)
+
+
+def value_of(c: Count):
+    """The count on the host as float64 (exact below ``2^53`` when nothing is in log
+    space; ``inf`` beyond float64's range)."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        return (np.asarray(c.hi, np.float64) * _LIMB + np.asarray(c.lo, np.float64)
+                + np.exp(np.asarray(c.log_big, np.float64)))
+
+
 def log_count(n) -> jax.Array:
     """``log n`` of a (float or int) count; ``-inf`` for 0."""
     return jnp.log(jnp.asarray(n, jnp.float32))
 
 
 def log_add(a, b) -> jax.Array:
-    """``log(e^a + e^b)``: adds two log-counts exactly to float precision."""
+    """``log(e^a + e^b)``: adds two log-counts to float precision."""
     return jnp.logaddexp(a, b)
 
 
@@ -226,24 +296,32 @@ def draw_cap(log_m) -> jax.Array:
     return jnp.floor(jnp.exp(log_m) * (1.0 + 2e-6))
 
 
-def log_truncated_geometric(key, log_p, log_m):
+def truncated_geometric(key, log_p, log_m) -> tuple[Bool[Array, "*b"], Count]:
     """Best-of-m in log space (PAPER.md §6): ``G ~ Geometric(p)`` on ``{1, 2, …}`` is the
     index of the first success among i.i.d. draws with success probability
     ``p = exp(log_p)``; at most ``m = exp(log_m)`` draws are made.
 
-    Returns ``(success, log_draws)``: ``success = G ≤ m`` and ``log min(G, m)``.
-    Exact (integer ``G``) while ``G < 2^22``; beyond that ``G`` is carried as
-    ``log ⌈E/λ⌉ ≈ log(E/λ)``, ``E ~ Exp(1)``, ``λ = −log(1 − p)``, which is exact to
-    float precision."""
+    Returns ``(success, draws)``: ``success = G ≤ m`` and the :class:`Count`
+    ``min(G, m)``, exact (integer ``G``, or ``⌊m⌋`` when the cap binds) while below
+    ``2^22``; beyond that ``G`` is carried as ``log ⌈E/λ⌉ ≈ log(E/λ)``, ``E ~ Exp(1)``,
+    ``λ = −log(1 − p)``, which is exact to float precision."""
     e = jax.random.exponential(key, jnp.shape(log_p))
     t = jnp.log(e) - _log_rate(log_p)
     g_small = jnp.maximum(1.0, jnp.ceil(jnp.exp(jnp.minimum(t, 30.0))))
     small = t < jnp.log(_EXACT_BELOW)
-    log_g = jnp.where(small, jnp.log(g_small), t)
-    log_m = jnp.asarray(log_m, log_g.dtype)
+    log_m = jnp.asarray(log_m, t.dtype)
+    cap = draw_cap(log_m)
     # In the exact range compare integers: log G and log m can round apart at G = m.
-    success = jnp.where(small, g_small <= draw_cap(log_m), log_g <= log_m)
-    return success, jnp.minimum(log_g, log_m)
+    success = jnp.where(small, g_small <= cap, t <= log_m)
+    exact = small | (cap < _EXACT_BELOW)
+    n = jnp.where(exact, jnp.minimum(jnp.minimum(g_small, cap), _EXACT_BELOW), 0.0).astype(jnp.int32)
+    return success, count(n, jnp.where(exact, -jnp.inf, jnp.minimum(t, log_m)))
+
+
+def log_truncated_geometric(key, log_p, log_m):
+    """:func:`truncated_geometric` with the draws as a natural log: ``(success, log min(G, m))``."""
+    success, draws = truncated_geometric(key, log_p, log_m)
+    return success, log_of(draws)
 
 
 def bernoulli_log(key, log_p, shape=None) -> jax.Array:

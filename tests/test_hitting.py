@@ -199,3 +199,19 @@ def test_one_prng_rule_for_train_pretrain_and_run_until(setup):
     np.testing.assert_allclose(flat(pre), flat(via_train.state.w), rtol=1e-6)
     # and the rule has teeth: another key is another trajectory
     assert not np.allclose(flat(train(jax.random.PRNGKey(8), 4).w), flat(w_ref))
+
+
+def test_query_counts_are_exact_over_long_runs():
+    # 3000 PG steps of 1024 queries each are 3,072,000 queries exactly (the float32
+    # log-space sum this replaces drifts by ~1e-5 here and stops growing at 2^21).
+    task = lpg.make_planted(jax.random.PRNGKey(0), k=2, N=2, gamma=0.6)
+    problem = lpg.make_problem(task, key=jax.random.PRNGKey(1), n_test=4, track_x=task.contexts)
+    alg = lpg.PolicyGradient("outcome", batch_size=1024)
+    res = jax.jit(lambda k: lpg.train(alg, problem, lpg.hyper(), k, steps=3000, log_every=1000))(jax.random.PRNGKey(2))
+    assert lpg.rewards.value_of(res.state.queries) == 3000 * 1024
+    np.testing.assert_array_equal(lpg.rewards.value_of(res.curves.queries), [0, 1024000, 2048000, 3072000])
+    np.testing.assert_allclose(np.exp(np.asarray(res.curves.log_queries, np.float64)), [0, 1024000, 2048000, 3072000],
+                               rtol=1e-6)
+    hit = run_until(alg, problem, lpg.hyper(), jax.random.PRNGKey(2), max_steps=3000, target=lambda p, w: False,
+                    check_every=1000)
+    assert lpg.rewards.value_of(hit.queries) == 3000 * 1024

@@ -171,3 +171,60 @@ def test_geometric_astronomically_small_p():
 def test_geometric_certain_success():
     success, log_draws = _draw(0.0, math.log(5), seed=3, n=100)
     assert success.all() and np.all(log_draws == 0.0)
+
+
+# ---------------------------------------------------------------------------------
+# Exact query counts
+# ---------------------------------------------------------------------------------
+
+
+def test_counts_add_and_sum_exactly_against_python_integers(rng):
+    # Random counts from 0 to 2^60 (as sums of int32-sized pieces), added and summed
+    # along an axis, against Python's unbounded integers.
+    pieces = rng.integers(0, 2**31 - 1, size=(5, 300), dtype=np.int64)
+    small = rng.integers(0, 2**22, size=(5, 300), dtype=np.int64)
+    c = rewards.count(jnp.asarray(pieces, jnp.int32))
+    for _ in range(3):  # grow each entry past 2^32
+        c = rewards.add_counts(c, rewards.count(jnp.asarray(pieces, jnp.int32)))
+    c = rewards.add_counts(c, rewards.count(jnp.asarray(small, jnp.int32)))
+    total = jax.jit(lambda c: rewards.sum_counts(rewards.sum_counts(c, -1), -1))(c)
+    want = int(4 * pieces.sum() + small.sum())
+    assert int(total.hi) * 2**30 + int(total.lo) == want and 0 <= int(total.lo) < 2**30
+    assert rewards.value_of(total) == float(want)
+    np.testing.assert_allclose(float(rewards.log_of(total)), math.log(want), rtol=1e-7)
+    with pytest.raises(ValueError, match="at most 65536"):
+        rewards.sum_counts(rewards.count(jnp.ones(2**16 + 1, jnp.int32)))
+
+
+def test_ten_million_single_queries_count_ten_million():
+    # The float32 log-space sum this replaces stops growing at 2^21 (log(2^21) + 2^-21
+    # rounds back to log(2^21)); the exact count does not.
+    n = 10**7
+    c = jax.jit(lambda: jax.lax.fori_loop(0, n, lambda i, c: rewards.add_counts(c, rewards.count(1)),
+                                          rewards.count(0)))()
+    assert rewards.value_of(c) == n
+    naive = jax.jit(lambda: jax.lax.fori_loop(0, 3 * 2**21, lambda i, a: jnp.logaddexp(a, 0.0),
+                                              jnp.float32(-jnp.inf)))()
+    assert math.exp(float(naive)) < 2.2e6  # the old accumulation: stuck near 2^21, not 6.3e6
+
+
+def test_counts_carry_what_does_not_fit_in_log_space():
+    big = rewards.count(0, LOG_TINY * -1.0)  # 32^128 queries
+    c = rewards.add_counts(rewards.count(7), big)
+    assert float(rewards.log_of(c)) == pytest.approx(-LOG_TINY, rel=1e-7)
+    assert rewards.value_of(rewards.count(0)) == 0 and float(rewards.log_of(rewards.count(0))) == -math.inf
+
+
+def test_truncated_geometric_count_is_exact_below_2_22_and_matches_its_log():
+    keys = jax.random.split(jax.random.PRNGKey(4), 4)
+    for lp, lm in [(math.log(0.01), math.log(50.0)), (math.log(1e-3), math.inf), (-40.0, math.inf), (-40.0, 60.0)]:
+        f = jax.jit(lambda k: rewards.truncated_geometric(k, jnp.full((2000,), lp, jnp.float32), jnp.float32(lm)))
+        success, draws = f(keys[0])
+        g = rewards.value_of(draws)
+        small = np.asarray(draws.log_big) == -np.inf
+        assert np.all(g[small] == np.round(g[small])) and np.all(g[small] >= 1)
+        if math.isfinite(lm) and lm < math.log(2**22):
+            assert np.all(small) and g.max() <= math.floor(math.exp(lm) + 1e-6)
+        _, log_draws = jax.jit(lambda k: rewards.log_truncated_geometric(
+            k, jnp.full((2000,), lp, jnp.float32), jnp.float32(lm)))(keys[0])
+        np.testing.assert_allclose(np.exp(np.asarray(log_draws, np.float64)), g, rtol=1e-5)

@@ -61,17 +61,27 @@ class TrainState(NamedTuple):
     w: PyTree
     opt_state: PyTree
     step: Int[Array, ""]
-    log_queries: Float[Array, ""]  # cumulative reward queries, natural log
+    queries: rewards.Count  # cumulative reward queries, exact (lpg.rewards.Count)
     aux: dict  # per-algorithm state (e.g. OnlinePG's cumulative mistakes)
+
+    @property
+    def log_queries(self) -> Float[Array, ""]:
+        """The cumulative reward queries as a natural log."""
+        return rewards.log_of(self.queries)
 
 
 class StepMetrics(NamedTuple):
     """Fixed-shape per-step metrics."""
 
-    log_queries: Float[Array, ""]  # reward queries this step (log)
+    queries: rewards.Count  # reward queries this step
     grad_norm: Float[Array, ""]  # ‖g_t‖ of the followed log-likelihood gradient
     success: Float[Array, ""]  # fraction of contexts that produced a verified success
     aux: dict  # per-algorithm metrics (e.g. PolicyGradient's zero-variance groups)
+
+    @property
+    def log_queries(self) -> Float[Array, ""]:
+        """This step's reward queries as a natural log."""
+        return rewards.log_of(self.queries)
 
 
 class AbstractAlgorithm(eqx.Module):
@@ -83,7 +93,7 @@ class AbstractAlgorithm(eqx.Module):
 
     def init(self, w0: PyTree, hyper: Hyper) -> TrainState:
         return TrainState(w0, optim.init_state(self.optimizer, w0, hyper.lr), jnp.zeros((), jnp.int32),
-                          jnp.asarray(-jnp.inf, jnp.float32), self.init_aux())
+                          rewards.count(0), self.init_aux())
 
     def init_aux(self) -> dict:
         """The algorithm's extra state at the start (a dict of arrays)."""
@@ -93,11 +103,11 @@ class AbstractAlgorithm(eqx.Module):
     def step(self, state: TrainState, key: PRNGKeyArray, problem: Problem, hyper: Hyper) -> tuple[TrainState, StepMetrics]:
         """One iteration: the new state and this step's metrics."""
 
-    def ascend(self, state: TrainState, g: PyTree, log_queries, **aux) -> TrainState:
+    def ascend(self, state: TrainState, g: PyTree, queries: rewards.Count, **aux) -> TrainState:
         """Follow the ascent direction ``g`` (a gradient of a log-likelihood objective)
-        with the optimiser; count ``log_queries`` more queries; replace ``aux`` entries."""
+        with the optimiser; count ``queries`` more queries; replace ``aux`` entries."""
         w, opt_state = optim.ascend(self.optimizer, state.w, state.opt_state, g)
-        return TrainState(w, opt_state, state.step + 1, jnp.logaddexp(state.log_queries, log_queries),
+        return TrainState(w, opt_state, state.step + 1, rewards.add_counts(state.queries, queries),
                           {**state.aux, **aux})
 
 

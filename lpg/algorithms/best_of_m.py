@@ -41,7 +41,17 @@ from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, per_response_rew
 from lpg.behaviours import Mixture, OnPolicy, mixture_log_prob
 from lpg.policy import log_prob, previous_tokens, sample_from_logits, token_log_probs, weighted_grad
 from lpg.problem import Problem
-from lpg.rewards import bernoulli_log, draw_cap, leading_true, log_truncated_geometric, outcome_reward
+from lpg.rewards import (
+    add_counts,
+    bernoulli_log,
+    count,
+    draw_cap,
+    leading_true,
+    outcome_reward,
+    select_count,
+    sum_counts,
+    truncated_geometric,
+)
 
 STEP_UNITS = ("token", "response")
 
@@ -76,18 +86,18 @@ class _BestOfM(AbstractAlgorithm):
         self.optimizer = optim.make(optimizer)
         self.event_path = bool(event_path)
 
-    def _update(self, state, problem, xs, ys, coef, log_q):
+    def _update(self, state, problem, xs, ys, coef, queries):
         """One step of the optimiser on ``∇ Σ_b c_b log p_w(y_b|x_b)/B``: ``(new state, ‖g‖)``."""
         g = weighted_grad(problem.fmap, state.w, xs, ys, coef / self.batch_size, problem.length)
-        return self.ascend(state, g, log_q), tree_norm(g)
+        return self.ascend(state, g, queries), tree_norm(g)
 
     def step(self, state, key, problem: Problem, hyper):
         k_ctx, k_run = jax.random.split(key)
         xs, ys = problem.contexts(k_ctx, self.batch_size)
         keys = jax.random.split(k_run, self.batch_size)
         one = self._event_one if self.event_path else self._sample_one
-        coef, log_q, success, y_upd = jax.vmap(lambda x, y, k: one(state.w, k, problem, x, y, hyper))(xs, ys, keys)
-        total_q = jax.nn.logsumexp(log_q)
+        coef, queries, success, y_upd = jax.vmap(lambda x, y, k: one(state.w, k, problem, x, y, hyper))(xs, ys, keys)
+        total_q = sum_counts(queries)
         new, g_norm = self._update(state, problem, xs, y_upd, coef, total_q)
         return new, StepMetrics(total_q, g_norm, jnp.mean(success), {})
 
@@ -109,10 +119,10 @@ class BestOfM(_BestOfM):
         on_policy = bernoulli_log(k0, log_prob(fmap, w, x, y, length))
         lq0 = log_prob(fmap, problem.base_weights(), x, y, length)
         log_rho = mixture_log_prob(lq0, length * jnp.log(float(fmap.k)))
-        found, log_draws = log_truncated_geometric(k1, log_rho, hyper.log_m)
-        log_q = jnp.where(on_policy, 0.0, jnp.logaddexp(0.0, log_draws))
+        found, draws = truncated_geometric(k1, log_rho, hyper.log_m)
+        queries = select_count(on_policy, count(1), add_counts(count(1), draws))
         success = on_policy | found
-        return success.astype(jnp.float32), log_q, success, y
+        return success.astype(jnp.float32), queries, success, y
 
     def _sample_one(self, w, key, problem, x, y, hyper):
         k0, k1 = jax.random.split(key)
@@ -127,7 +137,7 @@ class BestOfM(_BestOfM):
                                            lambda k: verified(k, Mixture()))
         success = on_policy | found
         accepted = jnp.where(on_policy, first, jnp.where(found, drawn, y))
-        return success.astype(jnp.float32), jnp.log(1.0 + draws), success, accepted
+        return success.astype(jnp.float32), count(1 + draws.astype(jnp.int32)), success, accepted
 
 
 class TokenBestOfM(_BestOfM):
@@ -157,12 +167,12 @@ class TokenBestOfM(_BestOfM):
             raise ValueError(f"step_unit must be 'response' with optimizer={optimizer!r} (a per-token step "
                              f"is the adaptive step's), got step_unit='token'")
 
-    def _update(self, state, problem, xs, ys, coef, log_q):
+    def _update(self, state, problem, xs, ys, coef, queries):
         if self.step_unit != "token":
-            return super()._update(state, problem, xs, ys, coef, log_q)
+            return super()._update(state, problem, xs, ys, coef, queries)
         lr = optim.learning_rate(state.opt_state)
         w = problem.fmap.token_steps(state.w, xs, ys, coef * lr)
-        new = state._replace(w=w, step=state.step + 1, log_queries=jnp.logaddexp(state.log_queries, log_q))
+        new = state._replace(w=w, step=state.step + 1, queries=add_counts(state.queries, queries))
         return new, tree_norm(jax.tree_util.tree_map(jnp.subtract, w, state.w))
 
     def _event_one(self, w, key, problem, x, y, hyper):
@@ -171,8 +181,8 @@ class TokenBestOfM(_BestOfM):
         on_policy = bernoulli_log(k0, log_prob(fmap, w, x, y, length))
         tq0 = token_log_probs(fmap, problem.base_weights(), x, y)
         log_rho = mixture_log_prob(tq0, jnp.log(float(fmap.k)))
-        found, log_draws = log_truncated_geometric(k1, log_rho, hyper.log_m)
-        return self._finish(on_policy, found, log_draws, N, length) + (y,)
+        found, draws = truncated_geometric(k1, log_rho, hyper.log_m)
+        return self._finish(on_policy, found, draws, N, length) + (y,)
 
     def _sample_one(self, w, key, problem, x, y, hyper):
         N, length, fmap = problem.N, problem.length, problem.fmap
@@ -197,16 +207,16 @@ class TokenBestOfM(_BestOfM):
 
         # Every position is simulated; _finish keeps only the walked ones.
         found, draws = jax.vmap(position)(jax.random.split(k1, N), previous_tokens(y), y)
-        return self._finish(on_policy, found, jnp.log(draws), N, length) + (y,)
+        return self._finish(on_policy, found, count(draws.astype(jnp.int32)), N, length) + (y,)
 
     @staticmethod
-    def _finish(on_policy, found, log_draws, N, length):
-        """From the on-policy verdict and the per-position walk to
-        (update coefficients, log queries, success)."""
+    def _finish(on_policy, found, draws, N, length):
+        """From the on-policy verdict and the per-position walk (``draws``, a
+        :class:`~lpg.rewards.Count` per position) to (update coefficients, queries, success)."""
         L_walk = leading_true(found, length)
         L = jnp.where(on_policy, length, L_walk)
         walked = jnp.arange(N) < jnp.minimum(L_walk + 1, length)
-        log_walk = jax.nn.logsumexp(jnp.where(walked, log_draws, -jnp.inf))
-        log_q = jnp.where(on_policy, 0.0, jnp.logaddexp(0.0, log_walk))
+        walk = sum_counts(select_count(walked, draws, count(jnp.zeros((N,), jnp.int32))))
+        queries = select_count(on_policy, count(1), add_counts(count(1), walk))
         coef = (jnp.arange(N) < L).astype(jnp.float32)
-        return coef, log_q, L == length
+        return coef, queries, L == length

@@ -57,5 +57,6 @@ class OnlinePG(AbstractAlgorithm):
             y_upd = jnp.where(success, guess, y)
         coef = success.astype(jnp.float32)[None]
         g = weighted_grad(fmap, state.w, x[None], y_upd[None], coef, length)
-        new = self.ascend(state, g, jnp.zeros(()), mistakes=state.aux["mistakes"] + (1.0 - jnp.exp(lp)))
-        return new, StepMetrics(jnp.zeros(()), tree_norm(g), success.astype(jnp.float32), {})
+        one = rewards.count(1)
+        new = self.ascend(state, g, one, mistakes=state.aux["mistakes"] + (1.0 - jnp.exp(lp)))
+        return new, StepMetrics(one, tree_norm(g), success.astype(jnp.float32), {})

@@ -104,9 +104,9 @@ class PolicyGradient(AbstractAlgorithm):
         if self.loss_norm == "token":
             norm = norm * problem.length
         g = weighted_grad(problem.fmap, state.w, xg, yg, coef / norm, problem.length)
-        log_q = jnp.log(jnp.sum(queries).astype(jnp.float32))
-        metrics = StepMetrics(log_q, tree_norm(g), jnp.mean(correct), {"zero_var": self._zero_var(outcome)})
-        return self.ascend(state, g, log_q), metrics
+        q = rewards.sum_counts(rewards.sum_counts(rewards.count(queries)))  # over samples, then contexts
+        metrics = StepMetrics(q, tree_norm(g), jnp.mean(correct), {"zero_var": self._zero_var(outcome)})
+        return self.ascend(state, g, q), metrics
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lpg import _checks, optim
+from lpg import _checks, optim, rewards
 from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, hyper as make_hyper, tree_norm
 from lpg.algorithms.train import step_key
 from lpg.policy import weighted_grad
@@ -38,7 +38,7 @@ class SGD(AbstractAlgorithm):
         norm = self.batch_size * (problem.length if self.loss_norm == "token" else 1)
         coef = jnp.ones((self.batch_size,), jnp.float32) / norm
         g = weighted_grad(problem.fmap, state.w, xs, ys, coef, problem.length)
-        none = jnp.asarray(-jnp.inf, jnp.float32)
+        none = rewards.count(0)
         return self.ascend(state, g, none), StepMetrics(none, tree_norm(g), jnp.ones(()), {})
 
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
-from lpg import _checks
+from lpg import _checks, rewards
 from lpg.algorithms.base import AbstractAlgorithm, Hyper, TrainState
 from lpg.problem import Evaluation, Problem, evaluate
 
@@ -35,10 +35,11 @@ class Curves(NamedTuple):
     step: Int[Array, "P"]
     test_error: Float[Array, "P"]
     track_log_lik: Float[Array, "P n_track"]
-    log_queries: Float[Array, "P"]  # cumulative
+    log_queries: Float[Array, "P"]  # cumulative, natural log
     grad_norm: Float[Array, "P"]  # mean over the interval before the point (nan at 0)
     success: Float[Array, "P"]  # mean over the interval
     aux: dict  # the state's aux at each point, and the step metrics' aux averaged over the interval
+    queries: rewards.Count  # cumulative, exact (lpg.rewards.value_of gives the numbers)
 
 
 class TrainResult(NamedTuple):
@@ -70,7 +71,7 @@ def train(alg: AbstractAlgorithm, problem: Problem, hyper: Hyper, key: PRNGKeyAr
 
     def point(st, ev, grad_norm, success, metrics_aux):
         return Curves(st.step, ev.test_error, ev.track_log_lik, st.log_queries, grad_norm, success,
-                      {**st.aux, **metrics_aux})
+                      {**st.aux, **metrics_aux}, st.queries)
 
     def outer(carry, _):
         carry, ms = jax.lax.scan(inner, carry, None, length=log_every)
