@@ -286,10 +286,12 @@ def affine_fit(x, times, censored, *, n_boot: int = 2000, seed: int = 0) -> dict
 
 
 def slope_record(fit: dict, theory: float, *, accept=None, log_x: bool = True, log_y: bool = True, note: str = "",
-                 claim: str = "") -> dict:
+                 claim: str = "", illustration: bool = False) -> dict:
     """``summary.json``'s ``slopes.<name>``: the fit (estimate, 95% CI, regime, counts of
     points, censored runs and not-estimable points), the theory exponent, the acceptance
-    range and the verdict."""
+    range and the verdict. ``illustration``: the measurement cannot refute the claim (an
+    existential claim shown on one constructed instance); its verdict is
+    ``"illustration"`` whatever the estimate, with ``in_range`` saying where it fell."""
     rec = {
         "estimate": fit["estimate"],
         "ci": fit["ci"],
@@ -304,6 +306,9 @@ def slope_record(fit: dict, theory: float, *, accept=None, log_x: bool = True, l
     }
     if accept is not None:
         rec["accept"] = [float(accept[0]), float(accept[1])]
+    if illustration:
+        rec["illustration"] = True
+        rec["in_range"] = verdict({k: v for k, v in rec.items() if k != "illustration"}) == "confirmed"
     rec["verdict"] = verdict(rec)
     if claim:
         rec["claim"] = claim
@@ -315,7 +320,9 @@ def slope_record(fit: dict, theory: float, *, accept=None, log_x: bool = True, l
 def verdict(rec: dict) -> str:
     """``"confirmed"`` when the estimate lies in the acceptance range, ``"not confirmed"``
     when it does not, ``"not estimable"`` without an estimate, ``"reported"`` without a
-    range."""
+    range, ``"illustration"`` for a measurement that cannot refute its claim."""
+    if rec.get("illustration"):
+        return "illustration"
     est = rec.get("estimate")
     if est is None or not math.isfinite(est):
         return "not estimable"
@@ -326,10 +333,11 @@ def verdict(rec: dict) -> str:
 
 
 def fit_record(x, times, censored, *, theory: float, accept=None, log_x=True, log_y=True, regime=None,
-               n_boot: int = 2000, seed: int = 0, note: str = "", claim: str = "") -> dict:
+               n_boot: int = 2000, seed: int = 0, note: str = "", claim: str = "", illustration: bool = False) -> dict:
     """:func:`lpg.analysis.fit_slope` on per-run arrays, as a :func:`slope_record`."""
     fit = fit_slope(x, times, censored, log_x=log_x, log_y=log_y, regime=regime, n_boot=n_boot, seed=seed)
-    return slope_record(fit, theory, accept=accept, log_x=log_x, log_y=log_y, note=note, claim=claim)
+    return slope_record(fit, theory, accept=accept, log_x=log_x, log_y=log_y, note=note, claim=claim,
+                        illustration=illustration)
 
 
 def fmt_slope(rec: dict) -> str:

@@ -174,3 +174,16 @@ def test_affine_fit_recovers_intercept_and_slope_with_censoring():
     # a wrong model is not within the interval: doubling the slope moves it out
     fit2 = affine_fit(x, t * (1 + x / 128), cens, n_boot=300)
     assert not fit2["per_x_ci"][0] < b < fit2["per_x_ci"][1]
+
+
+def test_an_illustration_is_never_confirmed_or_refuted():
+    fit = {"estimate": -1.1, "ci": [-1.3, -0.9], "regime": [0.01, 0.1], "n_points": 3, "n_runs": 12, "n_censored": 0,
+           "n_unestimable": 0, "points": {}}
+    from lpg.analysis import slope_record, verdict
+
+    inside = slope_record(fit, -1.0, accept=(-1.25, -0.75), illustration=True)
+    outside = slope_record({**fit, "estimate": -2.0}, -1.0, accept=(-1.25, -0.75), illustration=True)
+    assert inside["verdict"] == outside["verdict"] == "illustration"
+    assert inside["in_range"] is True and outside["in_range"] is False
+    assert verdict({**inside, "illustration": False}) == "confirmed"
+    assert slope_record(fit, -1.0, accept=(-1.25, -0.75))["verdict"] == "confirmed"

@@ -26,6 +26,12 @@ contexts' unseen mass and the rounding of ``r`` still matter); and, as an indepe
 check of the mechanism, the median first time the never-sampled mass drops to ``≤ ε``
 in a plain NumPy simulation of i.i.d. context draws (:func:`lpg.theory.coverage_times`,
 no training at all), which ``n*`` should match.
+
+Verdict: an illustration, not a test. C8 is existential, and on this construction a
+context never sampled stays at exactly ``k^-N`` by construction, so what is measured is
+the coverage time of the rare block (coupon collecting): the slopes are reported with
+their expected values and ranges (``in_range``), and ``REPORT.md`` labels them
+``illustration`` — no outcome of this experiment could refute C8.
 """
 
 from __future__ import annotations
@@ -157,12 +163,13 @@ def summary_of(table, config: dict) -> dict:
         slopes[f"n_star_vs_eps_gamma{g:g}"] = fit_record(
             eps_r[sel], r["n_star"][sel], r["censored"][sel], theory=-1.0, accept=(-1.25, -0.75),
             regime=[0.0, config["eps_fit_max"]],
-            note="d ln n* / d ln eps for eps <= eps_fit_max (C8; larger eps leave the asymptotic regime)")
+            note="d ln n* / d ln eps for eps <= eps_fit_max (C8; larger eps leave the asymptotic regime)",
+            illustration=True)
     for e in config["epss"]:
         sel = eps_r == np.round(e, 6)
         slopes[f"n_star_vs_gamma_eps{e:g}"] = fit_record(
             r["gamma"][sel], r["n_star"][sel], r["censored"][sel], theory=-2.0, accept=(-2.5, -1.5),
-            note="d ln n* / d ln gamma (C8)")
+            note="d ln n* / d ln gamma (C8)", illustration=True)
     rows = [setting_row(config, r, g, e) for g in config["gammas"] for e in config["epss"]]
     norm, z = (np.array([row[key] for row in rows]) for key in ("n_star_gamma2_eps", "z_vs_coverage"))
     return {
@@ -172,10 +179,8 @@ def summary_of(table, config: dict) -> dict:
         "points": {"settings": rows},
         "n_star_gamma2_eps_range": [float(np.nanmin(norm)), float(np.nanmax(norm))],
         "verdict": {
-            "eps_slopes_near_minus_1": all(slopes[f"n_star_vs_eps_gamma{g:g}"]["verdict"] == "confirmed"
-                                           for g in config["gammas"]),
-            "gamma_slopes_near_minus_2": all(slopes[f"n_star_vs_gamma_eps{e:g}"]["verdict"] == "confirmed"
-                                             for e in config["epss"]),
+            "eps_slopes_near_minus_1": all(slopes[f"n_star_vs_eps_gamma{g:g}"]["in_range"] for g in config["gammas"]),
+            "gamma_slopes_near_minus_2": all(slopes[f"n_star_vs_gamma_eps{e:g}"]["in_range"] for e in config["epss"]),
             "mean_n_star_matches_coverage_within_4_se": bool(np.all(np.abs(z) <= 4.0)),
         },
         "units": {"n_star": "pre-training samples until Q_q(eps) > k^-N (first log point); Kaplan-Meier medians",

@@ -219,7 +219,7 @@ def text(summary: dict) -> str:
     lines.append("slopes of ln T(eps) (steps to error <= eps) with bootstrap 95% intervals; theory: vs eps / vs N")
     yn = lambda key: "yes" if v[key] else "NO"  # noqa: E731
     lines.append(f"adaptive error ~ 1/T: N={Ns[0]} {yn('adaptive_error_like_1_over_T_at_smallest_N')}, "
-                 f"N={Ns[-1]} {yn('adaptive_error_like_1_over_T_at_largest_N')} (burn-in grows with N); "
+                 f"N={Ns[-1]} {yn('adaptive_error_like_1_over_T_at_largest_N')} "
                  f"final error flat in N: adaptive {yn('adaptive_final_error_flat_in_N')}; "
                  f"grows ~N: constant 1/(4N) {yn('constant_final_error_grows_like_N')}")
     return "\n".join(lines)
