@@ -2,7 +2,8 @@
 
     lpg list                                   experiments and what they show
     lpg show NAME                              an experiment's settings: type, default, bounds, help
-    lpg run NAME [--seeds S] [--profile P] [--set key=value ...] [--out DIR] [--resume]
+    lpg run NAME [--seeds S] [--first-seed F] [--profile P] [--set key=value ...] [--out DIR] [--overwrite]
+    lpg run NAME --out DIR --resume            continue (or show) the run recorded in DIR
     lpg run NAME --help                        the same settings, with the run options
     lpg report [--profile P] [--seeds S] [--only A,B] [--skip A,B] [--out DIR] [--resume]
     lpg plot DIR                               redraw the figures of a finished run or report
@@ -11,19 +12,32 @@
 Every setting is validated from the experiment's spec before anything is compiled; a
 bad value prints one line naming the setting and exits with status 2. ``lpg run paper``
 is an alias of ``lpg report`` (``--set profile=… only=… skip=…``).
+
+Every fault is one line ``lpg: error: …`` naming the file or setting and what to do,
+never a traceback (``LPG_DEBUG=1`` shows it): status 2 when the command must change (a
+bad argument, a conflict with what ``--out`` holds), 1 for a fault of the environment (a
+file that cannot be read or written, a corrupted file, a lock held by another run, no
+cluster), 130 when interrupted; output cut off by a closed pipe (``| head``) ends quietly
+with status 141, as a process killed by SIGPIPE would.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
 
+EXIT_FAULT = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 REPORT_ALIAS = "paper"
+MAX_SEED = 2**31 - 1  # lpg.sweep.MAX_SEED, without importing jax to parse arguments
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,11 +70,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("name", help="experiment name (see `lpg list`)")
     run.add_argument("-h", "--help", action="store_true", help="show the run options and the experiment's settings")
     run.add_argument("--seeds", type=str, default=None, help="number of seeds (default: the profile's)")
-    run.add_argument("--profile", default="default", help="settings profile: default (CPU), gpu, quick")
+    run.add_argument("--first-seed", type=str, default=None,
+                     help="first seed: the seeds are F..F+S-1 (default: 0)")
+    run.add_argument("--profile", default=None, help="settings profile: default (CPU), gpu, quick")
     run.add_argument("--set", dest="overrides", action="append", nargs="+", default=[], metavar="KEY=VALUE",
                      help="change a setting (repeatable); lists are comma-separated")
     run.add_argument("--out", type=Path, default=None, help="results directory (default: runs/NAME)")
-    run.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run recorded in --out with its recorded settings (or show it if finished)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace an earlier run in --out (once the new one has finished), or discard an "
+                          "interrupted one")
     run.add_argument("--distributed", action="store_true",
                      help="multi-host: call jax.distributed.initialize() first (run the same command on every host)")
     run.set_defaults(run_parser=run)
@@ -87,16 +107,21 @@ def _overrides(groups) -> dict[str, str]:
     return out
 
 
-def _seeds(raw) -> int | None:
+def _integer(raw, flag: str, low: int, high: int) -> int | None:
+    """``raw`` (a command-line string) as an integer in ``[low, high]``; ``None`` stays."""
     if raw is None:
         return None
     try:
-        seeds = int(raw)
+        value = int(raw)
     except ValueError:
-        seeds = 0
-    if seeds < 1:
-        _fail(f"--seeds must be an integer >= 1, got {raw!r}")
-    return seeds
+        value = None
+    if value is None or not low <= value <= high:
+        _fail(f"{flag} must be an integer in [{low}, {high}], got {raw!r}")
+    return value
+
+
+def _seeds(raw) -> int | None:
+    return _integer(raw, "--seeds", 1, MAX_SEED + 1)
 
 
 def _list(args) -> int:
@@ -130,6 +155,69 @@ def _show(args) -> int:
     return 0
 
 
+def _recorded(exp, args, out: Path):
+    """``(config, seeds, profile)`` of the run recorded for ``out`` (``--resume``): the
+    recorded settings, checked against every ``--set``, ``--seeds``, ``--first-seed`` and
+    ``--profile`` given (each conflict named, with both values)."""
+    from lpg.results import recorded_run, staging_dir
+
+    found = recorded_run(out)
+    if found is None:
+        _fail(f"--resume: nothing to resume: {out} holds no lpg run and {staging_dir(out)} does not exist; "
+              "run without --resume to start one")
+    rec = found.config
+    if rec["experiment"] != exp.name:
+        _fail(f"--resume: {found.path} holds a run of {rec['experiment']!r}, not {exp.name!r}: "
+              f"resume it with lpg run {rec['experiment']} --out {shlex.quote(str(out))} --resume")
+    settings = {k: v for k, v in rec.items() if k not in ("experiment", "seeds")}
+    try:
+        config = exp.resolve(settings)
+    except ValueError as e:
+        _fail(f"--resume: the settings recorded in {found.path / 'config.json'} are no longer valid: {e}")
+    seeds = found.seeds
+    profile = ((found.env or {}).get("run") or {}).get("profile")
+    conflicts = []
+    for key, raw in _overrides(args.overrides).items():
+        if key not in exp.settings:
+            _fail(f"unknown setting {key!r} for experiment {exp.name!r}; allowed: {', '.join(sorted(exp.settings))}")
+        try:
+            value = exp.settings[key].validate(key, exp.settings[key].parse(key, raw))
+        except ValueError as e:
+            _fail(str(e))
+        if json.dumps(value) != json.dumps(config[key]):
+            fmt = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)  # noqa: E731
+            conflicts.append(f"{key} (recorded {fmt(config[key])}, given {fmt(value)})")
+    count, first = _seeds(args.seeds), _integer(args.first_seed, "--first-seed", 0, MAX_SEED)
+    if count is not None and count != len(seeds):
+        conflicts.append(f"--seeds (recorded {len(seeds)}, given {count})")
+    if first is not None and (not seeds or first != seeds[0]):
+        conflicts.append(f"--first-seed (recorded {seeds[0] if seeds else 'none'}, given {first})")
+    if args.profile is not None and profile is not None and args.profile != profile:
+        conflicts.append(f"--profile (recorded {profile}, given {args.profile})")
+    if conflicts:
+        _fail(f"--resume: the run recorded in {found.path} has other settings: {'; '.join(conflicts)}; resume without "
+              "them, or start a new run (another --out, or --overwrite)")
+    if len(seeds) < 1:
+        _fail(f"--resume: {found.path} records no seeds; start the run again with --overwrite")
+    return config, seeds, profile
+
+
+def _resume_hint(name: str, out: Path) -> str:
+    """The line printed on an interruption: the command that continues the run."""
+    from lpg.results import Fault, recorded_run
+
+    try:
+        found = recorded_run(out)
+    except (Fault, OSError):
+        found = None
+    if found is None:
+        return "lpg: interrupted before the run was recorded; run the same command again"
+    if found.kind == "finished" and found.path == Path(out):
+        return f"lpg: interrupted; the run has finished in {out} (lpg plot {shlex.quote(str(out))} draws its figures)"
+    again = shlex.join(["lpg", "run", name, "--out", str(out), "--resume"])
+    return f"lpg: interrupted; the finished chunks are kept in {found.path}; continue with: {again}"
+
+
 def _run(args) -> int:
     if args.name == REPORT_ALIAS:
         sets = _overrides(args.overrides)
@@ -137,7 +225,7 @@ def _run(args) -> int:
         if unknown:
             _fail(f"unknown setting {sorted(unknown)[0]!r} for 'lpg run paper' (an alias of lpg report); "
                   "allowed: profile, only, skip, cpu_skip")
-        opts = {"profile": sets.get("profile", args.profile), "seeds": _seeds(args.seeds),
+        opts = {"profile": sets.get("profile", args.profile or "default"), "seeds": _seeds(args.seeds),
                 **{k: _names(sets[k]) for k in ("only", "skip", "cpu_skip") if k in sets}}
         return _report_with(opts, args.out or Path("runs") / REPORT_ALIAS, args.resume)
     from lpg.experiments import get
@@ -148,31 +236,45 @@ def _run(args) -> int:
             args.run_parser.print_help()
             print(f"\n{_show_text(exp)}")
             return 0
-        config = exp.resolve(_overrides(args.overrides), profile=args.profile)
-        seeds = _seeds(args.seeds) or exp.profile(args.profile).seeds
+        out = args.out if args.out is not None else Path("runs") / exp.name
+        if args.resume and args.overwrite:
+            _fail("--resume and --overwrite exclude each other: --resume continues the run recorded in --out, "
+                  "--overwrite starts a new one")
+        if args.resume:
+            config, seeds, profile = _recorded(exp, args, out)
+        else:
+            profile = args.profile or "default"
+            config = exp.resolve(_overrides(args.overrides), profile=profile)
+            count = _seeds(args.seeds) or exp.profile(profile).seeds
+            first = _integer(args.first_seed, "--first-seed", 0, MAX_SEED) or 0
+            if first + count - 1 > MAX_SEED:
+                _fail(f"--first-seed {first} with --seeds {count} goes past the largest seed {MAX_SEED}; "
+                      "lower either")
+            seeds = range(first, first + count)
     except ValueError as e:
         _fail(str(e))
-    out = args.out if args.out is not None else Path("runs") / exp.name
     if args.distributed:
-        import jax
-
-        jax.distributed.initialize()
-    from lpg.results import is_writer
+        _distributed()
+    from lpg.results import fmt_seeds, is_writer
 
     talk = is_writer()
-    if talk:
-        print(f"lpg run {exp.name}: {seeds} seeds -> {out}", file=sys.stderr)
+    header = [f"lpg run {exp.name}: {len(seeds)} seeds ({fmt_seeds(seeds)}) -> {out}"]
+
+    def say(text: str) -> None:  # the header first, once the run goes ahead: a refusal stays one line
+        while header:
+            print(header.pop(), file=sys.stderr)
+        print(f"lpg: {text}", file=sys.stderr)
+
+    record = {"command": shlex.join(["lpg", *args.argv]), "profile": profile}
     t0 = time.perf_counter()
     try:
-        summary = exp.run(config, seeds=seeds, out_dir=out, resume=args.resume)
+        summary = exp.run(config, seeds=seeds, out_dir=out, resume=args.resume, overwrite=args.overwrite,
+                          record=record, say=say if talk else None)
         paths = exp.plot(out) if talk else []
     except ValueError as e:
         _fail(str(e))
     except KeyboardInterrupt:
-        sets = [f"--set {k}={v}" for k, v in _overrides(args.overrides).items()]
-        profile = [] if args.profile == "default" else [f"--profile {args.profile}"]
-        again = " ".join(["lpg run", exp.name, f"--seeds {seeds}", *profile, *sets, f"--out {out}", "--resume"])
-        print(f"\nlpg: interrupted; continue with: {again}", file=sys.stderr)
+        print("\n" + _resume_hint(exp.name, out), file=sys.stderr)
         return EXIT_INTERRUPTED
     if talk:
         print(exp.text(summary))
@@ -180,6 +282,21 @@ def _run(args) -> int:
         for p in paths:
             print(f"figure: {p}")
     return 0
+
+
+def _distributed() -> None:
+    """``jax.distributed.initialize()``; no cluster to join is one line."""
+    import jax
+
+    from lpg.results import Fault
+
+    try:
+        jax.distributed.initialize()
+    except (ValueError, RuntimeError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise Fault(f"--distributed: no cluster to join ({why}); run the same command on every host under SLURM or "
+                    "Open MPI (detected automatically) or with JAX_COORDINATOR_ADDRESS set, or drop --distributed "
+                    "to run in one process") from None
 
 
 def _report_with(options: dict, out: Path, resume: bool) -> int:
@@ -194,8 +311,8 @@ def _report_with(options: dict, out: Path, resume: bool) -> int:
     try:
         summary = report.run(options, out, resume=resume)
     except KeyboardInterrupt:
-        print(f"\nlpg: interrupted; continue with: lpg report --profile {options['profile']} --out {out} --resume",
-              file=sys.stderr)
+        again = shlex.join(["lpg", "report", "--profile", options["profile"], "--out", str(out), "--resume"])
+        print(f"\nlpg: interrupted; continue with: {again}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(report.text(summary))
     print(f"report: {out / 'REPORT.md'}")
@@ -210,25 +327,36 @@ def _report(args) -> int:
 
 def _plot(args) -> int:
     from lpg.experiments import get
-    from lpg.results import read_results
+    from lpg.results import read_results, recorded_run
 
+    d = args.dir
+    if d.exists() and not d.is_dir():
+        _fail(f"{d} is a file: lpg plot takes the results directory of a finished run (such as runs/NAME)")
+    if not (d / "summary.json").is_file():
+        found = recorded_run(d)
+        if found is not None and found.kind != "finished":
+            name = found.config["experiment"]
+            _fail(f"{d} holds no finished run: its run was interrupted ({found.path}); continue it with "
+                  f"{shlex.join(['lpg', 'run', name, '--out', str(d), '--resume'])}")
+    if not d.exists():
+        _fail(f"{d} does not exist: lpg plot takes the results directory of a finished run (such as runs/NAME)")
     try:
-        name = json.loads((args.dir / "config.json").read_text())["experiment"]
+        name = json.loads((d / "config.json").read_text())["experiment"]
         if name == "report":
             from lpg import report
 
-            _, _, summary = read_results(args.dir)
-            paths = report.replot(args.dir)
+            _, _, summary = read_results(d)
+            paths = report.replot(d)
             print(report.text(summary))
         else:
             exp = get(name)
-            _, _, summary = read_results(args.dir)
-            paths = exp.plot(args.dir)
+            _, _, summary = read_results(d)
+            paths = exp.plot(d)
             print(exp.text(summary))
     except FileNotFoundError as e:
-        _fail(f"{args.dir} is not a finished results directory ({e.filename or e} is missing)")
-    except (KeyError, json.JSONDecodeError):
-        _fail(f"{args.dir / 'config.json'} does not name an experiment")
+        _fail(f"{d} is not a finished results directory ({e.filename or e} is missing)")
+    except (KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+        _fail(f"{d / 'config.json'} does not name an experiment: {d} is not an lpg results directory")
     except ValueError as e:
         _fail(str(e))
     for p in paths:
@@ -236,9 +364,66 @@ def _plot(args) -> int:
     return 0
 
 
+def _one_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _fault(e: Exception, command: str) -> int:
+    """One line for an exception that reached the top, and its exit status."""
+    from lpg.results import Fault
+
+    if isinstance(e, Fault):
+        message = _one_line(e)
+    elif isinstance(e, OSError):
+        what = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device"}.get(e.errno)
+        where = e.filename if e.filename is not None else ""
+        message = f"{where + ': ' if where else ''}{what or e.strerror or _one_line(e)}"
+        if command == "run":
+            message += "; check the path and its permissions, or choose another --out"
+        else:
+            message += "; check the path and its permissions"
+    elif isinstance(e, MemoryError):
+        message = "out of memory: lower --seeds, the sizes (batch, N) or chunk_size"
+    else:
+        message = f"{type(e).__name__}: {_one_line(e)} (an lpg bug? LPG_DEBUG=1 shows the traceback)"
+    print(f"lpg: error: {message}", file=sys.stderr)
+    return EXIT_FAULT
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit after a closed pipe says nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
-    return {"list": _list, "show": _show, "run": _run, "report": _report, "plot": _plot}[args.command](args)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = ""
+    try:
+        args = _parser().parse_args(argv)
+        args.argv, command = argv, args.command
+        code = {"list": _list, "show": _show, "run": _run, "report": _report, "plot": _plot}[command](args)
+        sys.stdout.flush()  # here, where a closed pipe can still be told apart from a fault
+        return code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print("\nlpg: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 — one line, not a traceback
+        if os.environ.get("LPG_DEBUG") == "1":
+            raise
+        try:
+            return _fault(e, command)
+        except BrokenPipeError:
+            return EXIT_FAULT
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from lpg.analysis import fmt_slope, verdict
-from lpg.results import Table, atomic_write_bytes, code_digest, read_results, to_jsonable, write_results
+from lpg.results import (Table, atomic_write_bytes, code_digest, read_results, recorded_run, to_jsonable,
+                         write_results)
 
 CLAIMS = {
     "C1": "SGD with the adaptive step reaches error Õ(1/(γ²T)); a constant step pays Õ(N/(γ²T)).",
@@ -258,7 +259,10 @@ def run(options: dict, out_dir: Path, resume: bool = False) -> dict:
             if resume and _same_config(sub, name, resolved, seeds):
                 _, _, summary = read_results(sub)
             else:
-                summary = exp.run(resolved, seeds=seeds, out_dir=sub, resume=resume)
+                # The report's own sub-directory: an earlier run there is replaced (once the new one
+                # has finished); with resume, a run recorded there (interrupted or finished) continues.
+                summary = exp.run(resolved, seeds=seeds, out_dir=sub, resume=resume and recorded_run(sub) is not None,
+                                  overwrite=True)
             figures = exp.plot(sub)
             res.update(status="ok", summary=summary, text=exp.text(summary),
                        figures=[str(Path(p).relative_to(out_dir)) for p in figures])

@@ -13,7 +13,8 @@ claims of PAPER.md §4 it tests — and what it runs:
   and named overrides such as ``gpu`` (paper scale) and ``quick`` (a smoke run);
 * **sweeps**: :meth:`Experiment.sweeps` lists :class:`Sweep` s — a run function, its
   traced grid and the tags of its rows — which :meth:`Experiment.run` executes through
-  :func:`lpg.sweep.sweep`, checkpointed under ``out_dir/checkpoint/<part>``;
+  :func:`lpg.sweep.sweep`, staged in ``out_dir.partial`` (checkpointed under its
+  ``checkpoint/<part>``) and moved into ``out_dir`` once finished;
 * **summary and figures**: :meth:`Experiment.summarise` and :meth:`Experiment.draw`
   read the results :class:`~lpg.results.Table`; :meth:`Experiment.text` prints the
   summary.
@@ -35,8 +36,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from lpg.results import Table, clear_results, read_results, write_results
-from lpg.sweep import sweep
+from lpg.results import RunLock, Table, install, plan_run, read_json, read_results, write_results
+from lpg.sweep import seed_list, sweep
 
 # ---------------------------------------------------------------------------------
 # Typed settings
@@ -335,32 +336,55 @@ class Experiment:
         """The sweeps of a resolved config, in order."""
         raise NotImplementedError
 
-    def run(self, config: dict[str, Any], *, seeds: int, out_dir: Path, resume: bool = False) -> dict:
-        """Run every sweep, write ``results.npz`` (the table), ``summary.json`` (with the
-        timing), ``config.json`` and ``env.json`` under ``out_dir``; return the summary."""
+    def run(self, config: dict[str, Any], *, seeds, out_dir: Path, resume: bool = False, overwrite: bool = False,
+            record: dict | None = None, say: Callable[[str], None] | None = None) -> dict:
+        """Run every sweep and write ``results.npz`` (the table), ``summary.json`` (with the
+        timing), ``config.json`` and ``env.json`` into ``out_dir``; return the summary.
+
+        ``seeds``: a count ``S`` (seeds ``0..S-1``) or a list of seeds. The run computes in
+        the staging directory ``out_dir.partial`` (``config.json`` and ``env.json``, with
+        ``record`` — e.g. the command line and profile — in ``env.json``'s ``run``, are
+        written there first, then the checkpoints) and is moved into ``out_dir`` once it
+        has finished; ``out_dir`` must be missing, empty or an earlier lpg run, and one
+        run at a time writes it (:class:`lpg.results.RunLock`). ``resume``: continue the
+        interrupted run from its checkpoints (bit-identical to an uninterrupted run), or
+        return the finished one with its recorded timing; its record must match.
+        Otherwise a finished run with the same settings, seeds and lpg code is returned
+        as it is, and one with others is replaced only with ``overwrite`` (see
+        :func:`lpg.results.plan_run`). ``say`` gets a line for each such decision."""
         t0 = time.perf_counter()
-        out_dir = Path(out_dir)
-        if not resume:
-            clear_results(out_dir)
-        parts, timing, first_run = [], {"compile_s": 0.0, "run_s": 0.0, "parts": {}}, 0
-        for sw in self.sweeps(config):
-            chunk = {None: config.get("chunk_size") or None, PER_POINT: seeds}.get(sw.chunk_size, sw.chunk_size)
-            res = sweep(sw.fn, dict(sw.grid), seeds=seeds, chunk_size=chunk,
-                        out_dir=out_dir / "checkpoint" / sw.part, resume=resume, desc=f"{self.name}:{sw.part}",
-                        fingerprint={"experiment": self.name, "part": sw.part, "config": config, **sw.facts},
-                        vmap_size=sw.vmap_size)
-            parts.append(self.rows(res, sw, first_run))
-            first_run += int(res.seed.shape[0])
-            timing["parts"][sw.part] = {"compile_s": res.compile_s, "run_s": res.run_s}
-            timing["compile_s"] += res.compile_s
-            timing["run_s"] += res.run_s
-        table = Table.concat(parts)
-        summary = self.summarise(table, {**config, "seeds": int(seeds)})
-        summary.setdefault("claims", list(self.claims))
-        timing["total_s"] = time.perf_counter() - t0
-        summary["timing"] = timing
-        write_results(out_dir, config={"experiment": self.name, "seeds": int(seeds), **config}, table=table,
-                      summary=summary)
+        seeds = seed_list(seeds)
+        out = Path(out_dir)
+        want = {"experiment": self.name, "seeds": int(seeds.size), **config}
+        with RunLock(out, (record or {}).get("command")):
+            plan = plan_run(out, want, seeds.tolist(), resume=resume, overwrite=overwrite, record=record, say=say)
+            if plan.action == "reuse":
+                return read_results(plan.out)[2]
+            resumed = plan.action == "resume"
+            if say and not resumed:
+                say(f"staged in {plan.stage} (its checkpoints), moved into {plan.out} once finished")
+            parts, timing, first_run = [], {"compile_s": 0.0, "run_s": 0.0, "parts": {}}, 0
+            for sw in self.sweeps(config):
+                chunk = {None: config.get("chunk_size") or None, PER_POINT: int(seeds.size)}.get(sw.chunk_size,
+                                                                                                 sw.chunk_size)
+                res = sweep(sw.fn, dict(sw.grid), seeds=seeds, chunk_size=chunk,
+                            out_dir=plan.stage / "checkpoint" / sw.part, resume=resumed,
+                            desc=f"{self.name}:{sw.part}",
+                            fingerprint={"experiment": self.name, "part": sw.part, "config": config, **sw.facts},
+                            vmap_size=sw.vmap_size)
+                parts.append(self.rows(res, sw, first_run))
+                first_run += int(res.seed.shape[0])
+                timing["parts"][sw.part] = {"compile_s": res.compile_s, "run_s": res.run_s}
+                timing["compile_s"] += res.compile_s
+                timing["run_s"] += res.run_s
+            table = Table.concat(parts)
+            summary = self.summarise(table, {**config, "seeds": int(seeds.size)})
+            summary.setdefault("claims", list(self.claims))
+            timing["total_s"] = time.perf_counter() - t0
+            summary["timing"] = timing
+            env = read_json(plan.stage / "env.json") if (plan.stage / "env.json").is_file() else None
+            write_results(plan.stage, config=want, table=table, summary=summary, env=env)
+            install(plan.stage, plan.out, say)
         return summary
 
     @staticmethod

@@ -29,7 +29,8 @@ times the seeds (seed-minor) — and evaluates ``jit(vmap(fn))`` on it:
   ``chunk_NNNNNN.npz`` next to ``sweep.json`` (what the sweep is); ``resume=True``
   reuses the chunks on disk and computes the rest, ending bit-identical to an
   uninterrupted sweep; it refuses a checkpoint of another sweep, or one written by other
-  lpg source code (:func:`lpg.results.code_digest`).
+  lpg source code (:func:`lpg.results.code_digest`), and a truncated or corrupted chunk
+  raises :class:`lpg.results.Fault` naming it (deleted, it is computed again).
 * **progress.** A status line on stderr (runs done, elapsed, ETA, runs/s and reward
   queries/s when the outputs have a ``log_queries`` leaf — cumulative natural-log
   counts whose last entry per run is the run's total), shown only on a terminal unless
@@ -43,7 +44,6 @@ any sweep, so ``fn(run_key(s), **settings)`` reproduces that run.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import sys
@@ -57,7 +57,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lpg.results import atomic_write_bytes, atomic_write_json, code_digest, is_writer, npz_bytes, to_jsonable
+from lpg.results import (Fault, atomic_write_bytes, atomic_write_json, code_digest, is_writer, load_npz,
+                         npz_bytes, read_json, to_jsonable)
 
 AXIS = "runs"
 MAX_SEED = 2**31 - 1
@@ -117,11 +118,17 @@ def _grid_values(name, values) -> np.ndarray:
     return np.asarray(items, np.float32)
 
 
-def _seed_list(seeds) -> np.ndarray:
+def seed_list(seeds) -> np.ndarray:
+    """The seeds of ``seeds`` — a count ``S`` (seeds ``0..S-1``), a ``range`` or a
+    sequence of seeds in ``[0, 2**31 - 1]`` — as an ``int64`` array, validated."""
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise ValueError(f"seeds must be an integer >= 1 or a non-empty sequence of seeds, got {seeds!r}")
+        if not 1 <= seeds <= MAX_SEED + 1:
+            raise ValueError(f"seeds must be an integer in [1, {MAX_SEED + 1}] or a non-empty sequence of seeds, "
+                             f"got {seeds!r}")
         return np.arange(int(seeds), dtype=np.int64)
+    if isinstance(seeds, range) and len(seeds):
+        _check_seed(seeds[0]), _check_seed(seeds[-1])
+        return np.arange(seeds.start, seeds.stop, seeds.step, dtype=np.int64)
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)) or len(seeds) == 0:
         raise ValueError(f"seeds must be an integer >= 1 or a non-empty sequence of seeds, got {seeds!r}")
     return np.asarray([_check_seed(s) for s in seeds], np.int64)
@@ -137,7 +144,7 @@ def run_axis(grid: Mapping[str, Sequence], seeds) -> tuple[dict[str, np.ndarray]
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"grid keys must be Python identifiers (they become keyword arguments), got {name!r}")
         axes[name] = _grid_values(name, values)
-    seed_values = _seed_list(seeds)
+    seed_values = seed_list(seeds)
     shape = tuple(len(v) for v in axes.values()) + (len(seed_values),)
     idx = [i.ravel() for i in np.indices(shape)]
     settings = {name: values[i] for (name, values), i in zip(axes.items(), idx)}
@@ -162,17 +169,25 @@ def _load_checkpoint(out_dir: Path, spec: dict, n_leaves: int) -> list[list[np.n
     meta_path = out_dir / "sweep.json"
     if not meta_path.is_file():
         return []
-    stored = json.loads(meta_path.read_text())
+    stored = read_json(meta_path, "delete it to compute this part of the run again")
     if stored != to_jsonable(spec):
         diff = sorted(k for k in set(stored) | set(spec) if stored.get(k) != to_jsonable(spec).get(k))
+        why = " (written by other lpg code)" if "code" in diff else ""
         raise ValueError(
-            f"resume: {out_dir} holds a checkpoint of a different sweep (differs in: {', '.join(diff)}); "
-            "use another output directory or run without resume"
+            f"resume: {out_dir} holds a checkpoint of a different sweep{why} (differs in: {', '.join(diff)}); "
+            "use another output directory or start again without resume (lpg run --overwrite)"
         )
+    leaves = spec["outputs"]["leaves"]
     chunks = []
     while _chunk_path(out_dir, len(chunks)).is_file():
-        with np.load(_chunk_path(out_dir, len(chunks))) as z:
-            chunks.append([z[f"leaf_{j}"] for j in range(n_leaves)])
+        path = _chunk_path(out_dir, len(chunks))
+        fix = "delete it to compute it (and the chunks after it) again"
+        arrays = load_npz(path, fix)
+        chunk = [arrays.get(f"leaf_{j}") for j in range(n_leaves)]
+        for a, (shape, dtype) in zip(chunk, leaves):
+            if a is None or list(a.shape) != list(shape) or str(a.dtype) != dtype:
+                raise Fault(f"{path} is corrupted (its arrays are not those of this sweep); {fix}")
+        chunks.append(chunk)
     return chunks
 
 
@@ -451,4 +466,5 @@ def grid_size(grid: Mapping[str, Sequence]) -> int:
     return int(np.prod([len(v) for v in grid.values()], dtype=np.int64)) if grid else 1
 
 
-__all__ = ["SweepResult", "auto_vmap_size", "format_log_count", "grid_size", "run_axis", "run_key", "sweep"]
+__all__ = ["SweepResult", "auto_vmap_size", "format_log_count", "grid_size", "run_axis", "run_key", "seed_list",
+           "sweep"]

@@ -151,6 +151,42 @@ def test_resume_refuses_a_different_sweep(tmp_path):
         sweep(one_run, GRID, seeds=2, chunk_size=CHUNK, out_dir=tmp_path, resume=True, vmap_size=2)
 
 
+def test_a_corrupted_chunk_is_named_and_recomputed_once_deleted(tmp_path, chunked):
+    from lpg.results import Fault
+
+    sweep(one_run, GRID, seeds=3, chunk_size=CHUNK, out_dir=tmp_path)
+    chunk = tmp_path / "chunk_000001.npz"
+    good = chunk.read_bytes()
+    chunk.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(Fault, match=r"chunk_000001\.npz is truncated or corrupted.*delete it"):
+        sweep(one_run, GRID, seeds=3, chunk_size=CHUNK, out_dir=tmp_path, resume=True)
+    np.savez(chunk, leaf_0=np.zeros(3))  # a valid file, but not this sweep's arrays
+    with pytest.raises(Fault, match=r"chunk_000001\.npz is corrupted \(its arrays are not those of this sweep\)"):
+        sweep(one_run, GRID, seeds=3, chunk_size=CHUNK, out_dir=tmp_path, resume=True)
+    (tmp_path / "sweep.json").write_text("{")
+    with pytest.raises(Fault, match=r"sweep\.json is truncated or corrupted"):
+        sweep(one_run, GRID, seeds=3, chunk_size=CHUNK, out_dir=tmp_path, resume=True)
+    sweep(one_run, GRID, seeds=3, chunk_size=CHUNK, out_dir=tmp_path)  # whole again
+    chunk.unlink()
+    calls = []
+    resumed = sweep(one_run, GRID, seeds=3, chunk_size=CHUNK, out_dir=tmp_path, resume=True,
+                    on_chunk=lambda d, t: calls.append(d))
+    assert calls == [8, 12]  # the deleted chunk and those after it
+    for a, b in zip(leaves(chunked.outputs), leaves(resumed.outputs)):
+        assert np.array_equal(a, b, equal_nan=True)
+
+
+def test_seed_lists():
+    assert lpg.sweep.seed_list(3).tolist() == [0, 1, 2]
+    assert lpg.sweep.seed_list(range(5, 8)).tolist() == [5, 6, 7]
+    assert lpg.sweep.seed_list([9, 2]).tolist() == [9, 2]
+    for bad in (99999999999, range(2**31 - 1, 2**31 + 1), [2**31], 0, range(0)):
+        with pytest.raises(ValueError, match="seed"):
+            lpg.sweep.seed_list(bad)
+    _, seed = run_axis({"a": [1.0]}, range(4, 6))
+    assert seed.tolist() == [4, 5]
+
+
 def test_sharded_over_four_devices_equals_one_device(reference, tmp_path):
     script = tmp_path / "sharded.py"
     script.write_text(
