@@ -109,6 +109,16 @@ def _fmt_regime(reg) -> str:
     return f"[{_fmt_num(reg[0])}, {_fmt_num(reg[1])}]"
 
 
+def verdict_counts(rows: list[dict]) -> str:
+    """One line counting the rows by verdict: confirmed, not confirmed, illustrations
+    (measurements that cannot refute their claim), and the rest (reported without an
+    acceptance range, or not estimable)."""
+    n = {v: sum(r["verdict"] == v for r in rows) for v in ("confirmed", "not confirmed", "illustration")}
+    rest = len(rows) - sum(n.values())
+    return (f"{n['confirmed']} exponents confirmed, {n['not confirmed']} not confirmed, {n['illustration']} "
+            f"illustrations (cannot refute their claim), {rest} reported without an acceptance range or not estimable.")
+
+
 def _md_table(rows: list[dict]) -> list[str]:
     out = ["| claim | experiment | quantity | theory exponent | measured exponent (95% CI) | regime | censored/runs "
            "| verdict |", "|---|---|---|---|---|---|---|---|"]
@@ -153,10 +163,7 @@ def write_report(out_dir: Path, results: dict) -> Path:
         lines.append(f"| `{name}` | {res['status']} | {res.get('seeds', '—')} | {res.get('seconds', 0.0):.0f} |")
     lines += [f"| total | | | {total:.0f} |", "", "## Summary", ""]
     lines += _md_table(rows) if rows else ["No experiment produced a fitted exponent."]
-    n_conf = sum(r["verdict"] == "confirmed" for r in rows)
-    n_not = sum(r["verdict"] == "not confirmed" for r in rows)
-    lines += ["", f"{n_conf} exponents confirmed, {n_not} not confirmed, "
-              f"{len(rows) - n_conf - n_not} reported without an acceptance range or not estimable.", ""]
+    lines += ["", verdict_counts(rows), ""]
     for claim, text in CLAIMS.items():
         names = [n for n, res in results.items() if claim in _result_claims(n, res)]
         lines += [f"## {claim}", "", f"*{text}*", ""]

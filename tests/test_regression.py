@@ -6,7 +6,8 @@ strategy objects and experiment specs computed them), up to float32 rounding.
 size (``SMALL``); ``scaling-n`` at its defaults (about 3 minutes on 2 CPU cores) and at
 its ``quick`` profile only with ``LPG_SLOW=1``. What is compared: every number, list and
 flag of the summary; not the timing (machine-dependent) and not keys the fixture does
-not have. The default ``barrier`` run also carries the main job's acceptance test."""
+not have. The default ``barrier`` run also carries the main job's per-centre acceptance
+test (and, with ``LPG_SLOW=1``, the same test on seeds the defaults were not tuned on)."""
 
 import json
 import math
@@ -65,29 +66,58 @@ def test_summary_matches_the_pinned_one(name, profile, tmp_path_factory):
     assert not diffs, f"{len(diffs)} numbers moved:\n" + "\n".join(diffs[:20])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the across-seed mean criterion does not hold on the fold_in random stream: seed 3's PRM drives all 6 of its "
-    "off-support centres below 1e-75 (log10 mean -76.2), so the bootstrap interval of PRM's gain over the base, "
-    "[-16.9, 13.2] in log10, is not above 2; on-policy PRM lifts some off-support centres to ~1 and sinks others "
-    "by hundreds of orders of magnitude, and the mean of a few centres hides it. A per-centre criterion on "
-    "well-posed centres (issue 'Claims you can trust') replaces this one."))
+def acceptance_failures(summary: dict) -> list[str]:
+    """What the main job's acceptance (``lpg/experiments/barrier.py``'s docstring, written
+    before the data) finds wrong with a ``barrier`` summary: on the well-posed off-support
+    centres pooled over the seeds (at least 10 of them), PRM lifts at least 90% above 1e-3
+    and ORM leaves their median below 1e-6, in at most 4 minutes on 2 CPU cores."""
+    acc, bad = summary["per_centre"]["acceptance"], []
+    if acc["n"] < 10:
+        bad.append(f"only {acc['n']} well-posed off-support centres")
+    if not (acc["prm_above_1e-3"] is not None and acc["prm_above_1e-3"] >= 0.9):
+        bad.append(f"PRM lifts {acc['prm_above_1e-3']} of them above 1e-3")
+    if not (acc["orm_median"] is not None and acc["orm_median"] < -6.0):
+        bad.append(f"ORM's median is 10^{acc['orm_median']}")
+    if summary["timing"]["total_s"] > 240:
+        bad.append(f"the run took {summary['timing']['total_s']:.0f} s")
+    return bad
+
+
 def test_acceptance_of_the_main_job(tmp_path_factory):
-    """``lpg run barrier`` at its defaults shows the base-model barrier across seeds: at
-    least two off-support centres per seed; the ORM mean likelihood's 95% interval below
-    1e-6, the PRM's gain over the base above 100x, PRM on every seed and ORM on all but
-    at most one; and the PRM ends with the lower test error. (Stated before the data of
-    the first version; it held on the previous random stream, 8/8 seeds each.)"""
+    """``lpg run barrier`` at its defaults (seeds 0..7, the seeds its defaults were tuned
+    on) meets the per-centre acceptance. The old across-seed flags (``barrier`` in the
+    summary) are reported, not asserted."""
     summary = summary_of_run("barrier", "default", tmp_path_factory)
-    assert summary["n_off_support"]["min"] >= 2
-    bar = summary["barrier"]
-    assert bar["orm_below_1e-6"] and bar["prm_gain_at_least_100x"]
-    assert bar["prm_gain_at_least_100x_seeds"] == bar["seeds"] and bar["orm_below_1e-6_seeds"] >= bar["seeds"] - 1
-    assert summary["off_support"]["orm"]["ci95"][1] < -6.0
-    assert summary["off_support"]["prm_gain"]["ci95"][0] >= 2.0
-    assert summary["test_error"]["prm"]["mean"] < summary["test_error"]["orm"]["mean"]
+    assert not acceptance_failures(summary), acceptance_failures(summary)
+    assert summary["per_centre"]["acceptance"]["met"]
+
+
+@SLOW
+@pytest.mark.xfail(strict=True, reason=(
+    "measured when the defaults were chosen: on seeds 1000..1007 PRM lifted 17 of the 24 well-posed off-support "
+    "centres above 1e-3 (71%; 14 of 16 = 88% on seeds 2000..2007), not 90%; ORM lifted none, its median 10^-101 "
+    "(10^-84). Some well-posed centres are sunk by PRM below 1e-100."))
+def test_acceptance_of_the_main_job_on_unseen_seeds(tmp_path):
+    """The same acceptance on seeds 1000..1007, which the defaults were not tuned on."""
+    exp = get("barrier")
+    exp.run(exp.resolve({}), seeds=list(range(1000, 1008)), out_dir=tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert not acceptance_failures(summary), acceptance_failures(summary)
+
+
+def test_the_acceptance_can_fail():
+    good = {"per_centre": {"acceptance": {"n": 10, "prm_above_1e-3": 0.9, "orm_median": -6.5}},
+            "timing": {"total_s": 200.0}}
+    assert acceptance_failures(good) == []
+    for key, value, what in (("n", 9, "only 9"), ("prm_above_1e-3", 0.89, "PRM lifts 0.89"),
+                             ("prm_above_1e-3", None, "PRM lifts None"), ("orm_median", -6.0, "ORM's median")):
+        bad = {**good, "per_centre": {"acceptance": {**good["per_centre"]["acceptance"], key: value}}}
+        assert [b for b in acceptance_failures(bad) if b.startswith(what)], (key, value)
+    assert acceptance_failures({**good, "timing": {"total_s": 241.0}}) == ["the run took 241 s"]
 
 
 def test_the_comparison_can_fail():
-    assert differences({"a": [1.0, 2.0], "b": "x"}, {"a": [1.0, 2.0 * (1 + 1e-4)], "b": "x"}) == ["/a[1]: 2.0 vs 2.0002"]
+    moved = {"a": [1.0, 2.0 * (1 + 1e-4)], "b": "x"}
+    assert differences({"a": [1.0, 2.0], "b": "x"}, moved) == ["/a[1]: 2.0 vs 2.0002"]
     assert differences({"a": 1}, {}) == ["/a: missing"]
     assert differences({"t": {"timing": 1.0}, "timing": 3}, {"t": {}}) == []

@@ -13,6 +13,7 @@ import pytest
 import lpg
 import lpg.results
 from lpg import cli, report, spec
+from lpg.analysis import verdict
 from lpg.experiments import available, get, scaling_family, scaling_n
 from lpg.problem import base_quantiles, planted_problem
 from lpg.results import read_results, to_jsonable
@@ -251,3 +252,14 @@ def test_report_validates_every_experiment_before_running_any(tmp_path, monkeypa
     with pytest.raises(ValueError, match=re.escape(message)):
         report.run({"profile": "quick"}, out)
     assert calls == [] and not out.exists()
+
+
+def test_report_counts_every_verdict():
+    """The summary line counts each verdict of analysis.verdict, illustrations apart from
+    the rows reported without an acceptance range."""
+    recs = [{"estimate": 1.0, "accept": [0.9, 1.1]}, {"estimate": 2.0, "accept": [0.9, 1.1]},
+            {"estimate": 1.0, "accept": [0.9, 1.1], "illustration": True}, {"estimate": 1.0},
+            {"estimate": float("nan"), "accept": [0.9, 1.1]}, {"estimate": 1.05, "accept": [0.9, 1.1]}]
+    rows = [{"verdict": verdict(r)} for r in recs]
+    assert report.verdict_counts(rows) == ("2 exponents confirmed, 1 not confirmed, 1 illustrations (cannot refute "
+                                           "their claim), 2 reported without an acceptance range or not estimable.")
