@@ -33,6 +33,7 @@ from lpg.algorithms import (  # noqa: E402
     pretrain,
     train,
 )
+from lpg.checked import checked  # noqa: E402
 from lpg.features import AbstractFeatureMap, Bigram, BigramParams, PlantedShift  # noqa: E402
 from lpg.metrics import likelihood_quantile, token_likelihood_quantile  # noqa: E402
 from lpg.optim import adaptive_step  # noqa: E402
@@ -44,7 +45,7 @@ from lpg.tasks import AbstractTask, PlantedTask, Teacher, make_planted, make_tea
 __all__ = [
     "SGD", "AbstractAlgorithm", "AbstractFeatureMap", "AbstractTask", "BestOfM", "Bigram", "BigramParams", "Hyper",
     "LinearAR", "OnlinePG", "PlantedShift", "PlantedTask", "PolicyGradient", "Problem", "Teacher", "TokenBestOfM",
-    "adaptive_step", "advantages", "algorithms", "analysis", "behaviours", "evaluate", "features", "hitting",
+    "adaptive_step", "advantages", "algorithms", "analysis", "behaviours", "checked", "evaluate", "features", "hitting",
     "hyper", "likelihood_quantile", "make_planted", "make_problem", "make_teacher", "metrics", "optim",
     "planted_problem", "plotting", "policy", "pretrain", "problem", "results", "rewards", "run_key", "sweep",
     "tasks", "teacher_response", "theory", "token_likelihood_quantile", "train", "__version__",

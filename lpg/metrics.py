@@ -1,6 +1,9 @@
 """Metrics of PAPER.md §1: error, the likelihood CDF, the Likelihood Quantile (LQ), the
 token-level LQ and the α-tail. Likelihoods are taken and returned in log space, so
-``32^-128`` is an ordinary number here."""
+``32^-128`` is an ordinary number here.
+
+Shapes and settings are checked before anything is computed; token values and ``length``
+only when concrete (under ``jit`` they are not checked: use :func:`lpg.checked`)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
 from lpg import _checks
@@ -29,6 +33,7 @@ def likelihood_quantile(log_likelihoods: Float[Array, "*b n"], eps: float) -> Fl
     The uniform policy gives ``Q = k^-N``.
     """
     eps = _checks.in_open("eps", eps, 0.0, 1.0)
+    _checks.nonempty("log_likelihoods", log_likelihoods, ("n",))
     v = jnp.sort(jnp.asarray(log_likelihoods), axis=-1)
     n = v.shape[-1]
     j = quantile_index(n, eps)
@@ -42,7 +47,10 @@ def token_likelihood_quantile(token_log_likelihoods: Float[Array, "*b n N"], eps
     """Token-level LQ ``Q^TL_q(ε)``: the LQ of ``min_i q(y*_i | x, y*_<i)``.
 
     ``token_log_likelihoods`` has shape ``(..., n, N)``; positions ``i >= length`` are
-    ignored. The uniform policy gives ``1/k`` at every ``N``; always ``Q^TL ≥ Q``."""
+    ignored (``length`` is not checked under ``jit``). The uniform policy gives ``1/k`` at
+    every ``N``; always ``Q^TL ≥ Q``."""
+    _, N = _checks.nonempty("token_log_likelihoods", token_log_likelihoods, ("n", "N"))
+    _checks.length("length", length, N)
     t = jnp.asarray(token_log_likelihoods)
     if length is not None:
         t = jnp.where(jnp.arange(t.shape[-1]) < length, t, 0.0)
@@ -62,18 +70,29 @@ def log_alpha_tail(log_likelihoods: Float[Array, "*b n"], log_alphas: Float[Arra
     return jnp.asarray(log_alphas) + jnp.log(tail)
 
 
+def check_contexts_and_responses(fmap, xs, ys, length=None) -> None:
+    """``xs (n, d)`` and integer ``ys (n, N)`` with tokens in ``[0, k)`` (when concrete)."""
+    _checks.tokens("ys", ys, fmap.k, ("n", "N"), length_value=length)
+    _checks.shape("xs", xs, (np.shape(ys)[0], fmap.d), " (one row per row of ys; d is the feature map's)")
+
+
 def sequence_log_likelihoods(fmap, w: PyTree, xs: Float[Array, "n d"], ys: Int[Array, "n N"],
                              length=None) -> Float[Array, "n"]:
-    """``log p_w(y*(x)|x)`` for each context: ``(n,)``."""
+    """``log p_w(y*(x)|x)`` for each context: ``(n,)``. Under ``jit`` the tokens and
+    ``length`` are not checked (shapes are); :func:`lpg.checked` checks them."""
+    check_contexts_and_responses(fmap, xs, ys, length)
     return jax.vmap(lambda x, y: log_prob(fmap, w, x, y, length))(xs, ys)
 
 
 def token_log_likelihoods(fmap, w: PyTree, xs: Float[Array, "n d"], ys: Int[Array, "n N"],
                           length=None) -> Float[Array, "n N"]:
-    """``log p_w(y*_i | x, y*_<i)`` for each context and position: ``(n, N)``."""
+    """``log p_w(y*_i | x, y*_<i)`` for each context and position: ``(n, N)``. Under ``jit``
+    the tokens and ``length`` are not checked (shapes are); :func:`lpg.checked` checks them."""
+    check_contexts_and_responses(fmap, xs, ys, length)
     return jax.vmap(lambda x, y: token_log_probs(fmap, w, x, y, length))(xs, ys)
 
 
 def error(fmap, w: PyTree, xs: Float[Array, "n d"], ys: Int[Array, "n N"], length=None) -> Float[Array, ""]:
-    """``err(w) = E_x[1 − p_w(y*(x)|x)]`` on a finite test set (PAPER.md §1)."""
+    """``err(w) = E_x[1 − p_w(y*(x)|x)]`` on a finite test set (PAPER.md §1). Under ``jit``
+    the tokens and ``length`` are not checked (shapes are); :func:`lpg.checked` checks them."""
     return 1.0 - jnp.mean(jnp.exp(sequence_log_likelihoods(fmap, w, xs, ys, length)))

@@ -16,8 +16,12 @@ call the feature map's methods.
 
 Variable lengths: every function that takes a response accepts ``length`` (a traced
 integer, default ``N``); positions ``i >= length`` are padding and contribute nothing
-(log-probability 0, no gradient). Under ``jit`` these values cannot be checked: tokens
-must lie in ``[0, k)`` and ``length`` in ``[1, N]``.
+(log-probability 0, no gradient).
+
+Inputs. The public functions check the shapes of ``x`` (``(d,)``) and ``y`` (integer,
+``(N,)``) always, and the values of ``y`` (``[0, k)``, padding included: it is computed,
+then masked) and of ``length`` (``[0, N]``) when they are concrete. Under ``jit`` those values are tracers and
+are not checked; :func:`lpg.checked` runs a function with them checked at run time.
 """
 
 from __future__ import annotations
@@ -148,20 +152,41 @@ def token_steps_reference(fmap, w, xs, ys, coef) -> PyTree:
 # ---------------------------------------------------------------------------------
 
 
+def check_inputs(fmap, x, y, length=None) -> None:
+    """Raise ``ValueError`` unless ``x`` has shape ``(d,)`` and ``y`` holds integer tokens of
+    shape ``(N,)`` in ``[0, k)`` with ``length`` in ``[0, N]`` (values only when concrete;
+    inside :func:`lpg.checked`, at run time)."""
+    _check_context(fmap, x)
+    _checks.tokens("y", y, fmap.k, length_value=length)
+
+
+def _check_context(fmap, x) -> None:
+    _checks.shape("x", x, (fmap.d,), f" (d = {fmap.d}, the feature map's context dimension)")
+
+
 def token_log_probs(fmap, w, x, y, length=None) -> Float[Array, "N"]:
-    """``log p_w(y_i | x, y_<i)`` for ``i = 1..N`` (shape ``(N,)``); 0 at padding."""
+    """``log p_w(y_i | x, y_<i)`` for ``i = 1..N`` (shape ``(N,)``); 0 at padding.
+    Under ``jit`` the tokens and ``length`` are not checked (shapes are); use
+    :func:`lpg.checked` to check them while debugging."""
+    check_inputs(fmap, x, y, length)
     return fmap.token_log_probs(w, x, y, length)
 
 
 def log_prob(fmap, w, x, y, length=None) -> Float[Array, ""]:
-    """``log p_w(y | x)``: a scalar."""
+    """``log p_w(y | x)``: a scalar. Under ``jit`` the tokens and ``length`` are not
+    checked (shapes are); use :func:`lpg.checked` to check them while debugging."""
+    check_inputs(fmap, x, y, length)
     return jnp.sum(fmap.token_log_probs(w, x, y, length))
 
 
 def sample(fmap, w, x, n: int, *, key: PRNGKeyArray, length=None) -> Int[Array, "n"]:
     """Autoregressive draw ``y ~ p_w(·|x)``: ``(n,)`` int32, one uniform per token
     (inverse CDF), :meth:`~lpg.features.AbstractFeatureMap.sample_tokens`. Padding
-    positions are drawn but carry no meaning."""
+    positions are drawn but carry no meaning. Under ``jit`` ``length`` is not checked;
+    use :func:`lpg.checked` to check it while debugging."""
+    _checks.int_at_least("n", n, 1)
+    _check_context(fmap, x)
+    _checks.length("length", length, n)
     return fmap.sample_tokens(w, x, jax.random.uniform(key, (n,)))
 
 
@@ -225,6 +250,7 @@ class LinearAR(eqx.Module):
         return log_prob(self.features, self.w, x, y, length)
 
     def log_probs_table(self, x, y):
+        check_inputs(self.features, x, y)
         return log_probs_table(self.features, self.w, x, y)
 
     def sample(self, x, N: int, *, key, length=None):

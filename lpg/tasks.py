@@ -136,13 +136,17 @@ class Teacher(AbstractTask):
 def make_teacher(
     key, *, d: int, k: int, N: int, context: str = "rademacher", n_centres: int = 32, sigma: float = 0.05
 ) -> Teacher:
-    """Draw the teacher of PAPER.md §1 (N(0, 1) entries)."""
+    """Draw the teacher of PAPER.md §1 (N(0, 1) entries). ``d >= 1``, ``k >= 2``, ``N >= 1``;
+    for ``context="mixture"`` the centres are ``e_1..e_M``, so ``1 <= n_centres <= d``;
+    ``sigma`` finite ``>= 0``."""
     d = _checks.int_at_least("d", d, 1)
     k = _checks.int_at_least("k", k, 2)
     N = _checks.int_at_least("N", N, 1)
     _checks.one_of("context", context, CONTEXTS)
+    sigma = _checks.at_least("sigma", sigma, 0.0, finite=True)
+    if context == "mixture":
+        n_centres = _checks.int_in("n_centres", n_centres, 1, d, f" (at most d = {d}: the centres are e_1..e_M)")
     n_centres = _checks.int_at_least("n_centres", n_centres, 1)
-    sigma = _checks.at_least("sigma", sigma, 0.0)
     ka, kb = jax.random.split(key)
     A = jax.random.normal(ka, (k, d))
     B = jax.random.normal(kb, (k, k))
@@ -190,7 +194,9 @@ class PlantedTask(AbstractTask):
 
 
 def make_planted(key, *, k: int, N: int, gamma: float, n_contexts: int | None = None) -> PlantedTask:
-    """A planted-margin task with margin exactly ``gamma``; shifts ``δ_c`` uniform in ``Y``."""
+    """A planted-margin task with margin exactly ``gamma`` (in ``(0, 1]``); shifts ``δ_c``
+    uniform in ``Y``. ``k >= 2``, ``N >= 1``; ``n_contexts`` at most ``k/((k-1)γ²)``
+    (:class:`~lpg.features.PlantedShift`)."""
     N = _checks.int_at_least("N", N, 1)
     fmap = PlantedShift(k, gamma, n_contexts)
     shifts = jax.random.randint(key, (fmap.d,), 0, fmap.k).astype(jnp.int32)

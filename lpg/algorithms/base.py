@@ -42,13 +42,15 @@ class Hyper(NamedTuple):
 
 
 def hyper(lr=1.0, m=None, log_m=None, zeta=math.inf) -> Hyper:
-    """Validated :class:`Hyper`. Give ``m`` (a count ``>= 1``) or ``log_m``."""
-    _checks.positive("lr", lr)
+    """Validated :class:`Hyper`: ``lr`` finite ``> 0``; ``m >= 1`` or ``log_m >= 0`` (give
+    one; ``inf``, the default, is unbounded); ``zeta >= 1`` (``inf``: no clip). Traced
+    values (under ``jit``) are not checked."""
+    _checks.positive("lr", lr, finite=True)
     if m is not None and log_m is not None:
         raise ValueError(f"give m or log_m, not both; got m={m!r}, log_m={log_m!r}")
     if m is not None:
         _checks.at_least("m", m, 1)
-        log_m = math.log(m)
+        log_m = jnp.log(m) if _checks._is_tracer(m) else math.log(m)
     if log_m is None:
         log_m = math.inf
     _checks.at_least("log_m", log_m, 0.0)
