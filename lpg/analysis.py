@@ -16,6 +16,11 @@ zero exactly where the claim is hardest; here they are kept:
   overlay of every scaling figure;
 * :func:`slope_record` / :func:`fit_record` are the records ``summary.json`` keeps of a
   fitted exponent (estimate, interval, theory, acceptance range and :func:`verdict`);
+* :func:`curvature_fit` / :func:`curvature_record` test affine growth: the share of
+  ``c·x²`` in the rise of ``a + b·x + c·x²`` fitted to the medians, with its interval;
+* :func:`offset_power_fit` fits ``T(ε) = T0 + C·ε^(−β)`` per group (a warm-up plus the
+  claim's term) and :func:`coefficient_slope` the exponent of ``C`` against ``x``;
+  :func:`mark_conditional` marks a result that holds under one reading only;
 * :func:`log_mean_lik` averages likelihoods given as logs without leaving log space.
 
 Times may be anything monotone — iterations, queries, or natural-log queries (pass
@@ -27,6 +32,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from lpg._checks import int_at_least
 
 _HALF_TOL = 1e-9
 
@@ -280,6 +287,118 @@ def affine_fit(x, times, censored, *, n_boot: int = 2000, seed: int = 0) -> dict
     return {"intercept": float(a), "per_x": float(b), "intercept_ci": ci(boot[:, 0]), "per_x_ci": ci(boot[:, 1])}
 
 
+def _percentile(v: np.ndarray, q: float) -> float:
+    """``np.percentile(v, q)`` (linear) where ``v`` may hold ``+inf``: ``inf`` when an
+    infinite value enters the interpolation (NumPy's would give ``nan``)."""
+    v = np.sort(np.asarray(v, dtype=np.float64).ravel())
+    pos = q / 100.0 * (v.size - 1)
+    lo, hi = int(math.floor(pos)), int(math.ceil(pos))
+    if not (math.isfinite(v[lo]) and math.isfinite(v[hi])):
+        return math.inf
+    return float(v[lo] + (v[hi] - v[lo]) * (pos - lo))
+
+
+def curvature_share(x, y, *, min_points: int = 4) -> np.ndarray | float:
+    """Share of the rise of ``y = a + b·x + c·x²`` (least squares) over ``[x_lo, x_hi]``
+    that the ``x²`` term makes: ``s = c·(x_lo + x_hi)/(b + c·(x_lo + x_hi))``, i.e.
+    ``c·(x_hi² − x_lo²)`` over the fitted rise ``ŷ(x_hi) − ŷ(x_lo)``.
+
+    0 for an affine ``y``, 1 for ``a + c·x²``, above 1 when the linear term is negative,
+    below 0 for concave growth; it does not depend on ``a`` or on the scale of ``y``.
+    ``y`` is ``(n,)`` (returns a float) or ``(B, n)`` (one fit per row, returns ``(B,)``);
+    NaNs are left out (``x_lo``/``x_hi`` are those of the finite points); fewer than
+    ``min_points`` finite values give ``nan``, a fitted rise that is not positive ``+inf``."""
+    min_points = int_at_least("min_points", min_points, 3)  # a quadratic has 3 coefficients
+    xv = np.asarray(x, dtype=np.float64)
+    Y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    if Y.shape[-1] != xv.size or xv.ndim != 1:
+        raise ValueError(f"y must have one value per x ({xv.size}) in its last axis, got shape {np.shape(y)}")
+    out = np.full(Y.shape[0], np.nan)
+    ok = np.isfinite(Y)
+
+    def shares(u, rows):
+        # on x/x_hi, for conditioning; s is the same on either scale
+        scale = u.max()
+        design = np.stack([np.ones_like(u), u / scale, (u / scale) ** 2], axis=1)
+        coef = np.linalg.lstsq(design, rows.T, rcond=None)[0]
+        b, c = coef[1], coef[2]
+        span = (u.min() + u.max()) / scale
+        rise = b + c * span
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(rise > 0, c * span / rise, np.inf)
+
+    full = ok.all(axis=1)
+    if full.any() and xv.size >= min_points and np.unique(xv).size >= 3:
+        out[full] = shares(xv, Y[full])
+    for i in np.flatnonzero(~full):
+        keep = ok[i]
+        if keep.sum() >= min_points and np.unique(xv[keep]).size >= 3:
+            out[i] = shares(xv[keep], Y[i, keep][None])[0]
+    return out if np.ndim(y) > 1 else float(out[0])
+
+
+def curvature_fit(x, times, censored, *, regime=None, min_points: int = 4, n_boot: int = 2000, seed: int = 0) -> dict:
+    """:func:`curvature_share` of the Kaplan–Meier median time per ``x`` against ``x``:
+    how far from affine the growth is (C9: ``Õ(N·min(1/Q^TL, k)/γ² + 1/(γ²ε))``).
+
+    Only groups whose ``x`` lies in ``regime = [xmin, xmax]`` (inclusive; default: all)
+    enter; groups whose median is not estimable are left out and counted in
+    ``n_unestimable``; with fewer than ``min_points`` defined medians the estimate is
+    ``nan`` (never a fit on fewer points). The 95% interval is the percentile bootstrap
+    over seeds (runs resampled within each ``x``, as :func:`fit_slope`); a draw with
+    fewer than ``min_points`` defined medians or a fitted rise that is not positive
+    counts as ``s = +∞`` (``boot_valid``: the fraction of draws with a finite share).
+    Returns the keys of :func:`fit_slope` (``estimate`` is ``s``)."""
+    n_boot = int(n_boot)
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be an integer >= 1, got {n_boot!r}")
+    int_at_least("min_points", min_points, 3)
+    xr, t, c, g = _as_runs(x, times, censored, None)
+    gx = np.array([xr[g == j][0] for j in range(int(g.max()) + 1)]) if g.size else np.zeros(0)
+    lo, hi = (-np.inf, np.inf) if regime is None else (float(regime[0]), float(regime[1]))
+    if lo > hi:
+        raise ValueError(f"regime must be [xmin, xmax] with xmin <= xmax, got {regime!r}")
+    keep = np.flatnonzero((gx >= lo) & (gx <= hi))
+    X = gx[keep]
+    medians = np.array([censored_median(t[g == j], c[g == j]) for j in keep])
+    estimate = float(curvature_share(X, medians[None], min_points=min_points)[0]) if keep.size else math.nan
+
+    rng = np.random.default_rng(seed)
+    boot = np.full((n_boot, keep.size), np.nan)
+    for col, j in enumerate(keep):
+        idx = np.flatnonzero(g == j)
+        draw = idx[rng.integers(0, idx.size, size=(n_boot, idx.size))]
+        boot[:, col] = _km_median_batch(t[draw], c[draw])
+    shares = curvature_share(X, boot, min_points=min_points) if keep.size else np.full(n_boot, np.nan)
+    shares = np.where(np.isnan(shares), np.inf, shares)
+    ci = [_percentile(shares, 2.5), _percentile(shares, 97.5)] if math.isfinite(estimate) else [math.nan, math.nan]
+    used = keep[np.isfinite(medians)]
+    in_regime = np.isin(g, keep)
+    return {
+        "estimate": estimate,
+        "ci": ci,
+        "regime": [float(gx[used].min()), float(gx[used].max())] if used.size else [math.nan, math.nan],
+        "n_points": int(used.size),
+        "n_censored": int(np.sum(c & in_regime)),
+        "n_unestimable": int(keep.size - used.size),
+        "n_runs": int(np.sum(in_regime)),
+        "points": {"x": X.tolist(), "median": medians.tolist()},
+        "boot_valid": float(np.isfinite(shares).mean()),
+    }
+
+
+def curvature_record(fit: dict, bound: float, *, note: str = "", claim: str = "") -> dict:
+    """``summary.json``'s record of a :func:`curvature_fit`: affine growth (theory share
+    0) is ``"confirmed"`` when the whole 95% interval of the share is at most ``bound``
+    (``accept = [-inf, bound]``, ``accept_ci``), ``"not confirmed"`` otherwise,
+    ``"not estimable"`` without an estimate."""
+    rec = slope_record(fit, 0.0, accept=(-math.inf, bound), log_x=False, log_y=False, note=note, claim=claim)
+    rec["axes"] = "share of the x² term in the rise of a + b·x + c·x² (medians vs x)"
+    rec["accept_ci"] = True
+    rec["verdict"] = verdict(rec)
+    return rec
+
+
 # ---------------------------------------------------------------------------------
 # Slope records and verdicts
 # ---------------------------------------------------------------------------------
@@ -318,9 +437,13 @@ def slope_record(fit: dict, theory: float, *, accept=None, log_x: bool = True, l
 
 
 def verdict(rec: dict) -> str:
-    """``"confirmed"`` when the estimate lies in the acceptance range, ``"not confirmed"``
-    when it does not, ``"not estimable"`` without an estimate, ``"reported"`` without a
-    range, ``"illustration"`` for a measurement that cannot refute its claim."""
+    """``"confirmed"`` when the estimate lies in the acceptance range (with
+    ``accept_ci``: when the whole 95% interval does; an unbounded end of the range is
+    ``±inf`` or, read back from JSON, ``None``), ``"not confirmed"`` when it does not,
+    ``"not estimable"`` without an estimate, ``"reported"`` without a range,
+    ``"illustration"`` for a measurement that cannot refute its claim. A record with
+    ``conditional`` (text naming an assumption, e.g. ``"the per-token step"``) that
+    would be confirmed is ``"conditional (on <text>)"`` (:func:`mark_conditional`)."""
     if rec.get("illustration"):
         return "illustration"
     est = rec.get("estimate")
@@ -329,7 +452,15 @@ def verdict(rec: dict) -> str:
     if "accept" not in rec:
         return "reported"
     lo, hi = rec["accept"]
-    return "confirmed" if lo <= est <= hi else "not confirmed"
+    if rec.get("accept_ci"):
+        lo = -math.inf if lo is None else lo
+        hi = math.inf if hi is None else hi
+        inside = all(v is not None and math.isfinite(v) and lo <= v <= hi for v in rec["ci"])
+    else:
+        inside = lo <= est <= hi
+    if inside and rec.get("conditional"):
+        return f"conditional (on {rec['conditional']})"
+    return "confirmed" if inside else "not confirmed"
 
 
 def fit_record(x, times, censored, *, theory: float, accept=None, log_x=True, log_y=True, regime=None,
@@ -376,3 +507,181 @@ def log_mean_lik(log_lik, mask) -> np.ndarray:
         safe = np.where(np.isfinite(peak), peak, 0.0)
         out = safe[..., 0] + np.log(np.sum(np.exp(masked - safe), axis=-1)) - np.log(n)
     return np.where(n > 0, out, np.nan)
+
+
+# ---------------------------------------------------------------------------------
+# Offset power laws T(ε) = T0 + C·ε^(−β), and verdicts under several readings
+# ---------------------------------------------------------------------------------
+
+_EXPONENT_RANGE = (0.2, 3.0)
+_EXPONENT_STEP = 0.005
+
+
+def _offset_ls(u: np.ndarray, m: np.ndarray, min_points: int):
+    """Relative least squares of ``m ≈ T0 + C·u`` (residuals divided by ``m``) along the
+    last axis, NaNs left out: ``(T0, C, sum of squared relative residuals)``, ``nan``
+    where fewer than ``min_points`` values are finite and positive."""
+    ok = np.isfinite(m) & (m > 0)
+    v = np.where(ok, 1.0 / np.where(ok, m, 1.0) ** 2, 0.0)
+    m0 = np.where(ok, m, 0.0)
+    s0, s1, s2 = v.sum(-1), (v * u).sum(-1), (v * u * u).sum(-1)
+    sy, suy = (v * m0).sum(-1), (v * u * m0).sum(-1)
+    det = s0 * s2 - s1 * s1
+    good = (ok.sum(-1) >= min_points) & (det > 1e-12 * np.maximum(s0 * s2, 1e-300))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        C = (s0 * suy - s1 * sy) / det
+        T0 = (sy - C * s1) / s0
+        ssr = (v * (m0 - T0[..., None] - C[..., None] * u) ** 2).sum(-1)
+    nan = np.full(good.shape, np.nan)
+    return np.where(good, T0, nan), np.where(good, C, nan), np.where(good, ssr, nan)
+
+
+def _offset_power(eps: np.ndarray, med: np.ndarray, exponent, min_points: int):
+    """:func:`_offset_ls` on ``med (…, G, E)`` with ``u = ε^(−β)``: ``β`` given, or (``None``)
+    the one exponent of every group minimising their summed residuals, on a grid of
+    step ``_EXPONENT_STEP`` over ``_EXPONENT_RANGE`` (a coarse pass, then the fine grid
+    around its best point). Returns ``(β (…), T0 (…, G), C (…, G))``."""
+    lead = med.shape[:-2]
+    if exponent is None:
+        lo, hi = _EXPONENT_RANGE
+
+        def total(b):  # b (…) -> summed residuals (…), inf where no group fits
+            _, _, ssr = _offset_ls(eps ** -b[..., None, None], med, min_points)
+            used = np.isfinite(ssr)
+            return np.where(used.any(-1), np.where(used, ssr, 0.0).sum(-1), np.inf)
+
+        def search(centre, offsets):
+            best, arg = np.full(lead, np.inf), np.full(lead, np.nan)
+            for off in offsets:
+                b = np.clip(centre + off, lo, hi)
+                t = total(b)
+                better = t < best
+                best, arg = np.where(better, t, best), np.where(better, b, arg)
+            return arg
+
+        coarse = 10 * _EXPONENT_STEP
+        beta = search(np.full(lead, lo), np.arange(0.0, hi - lo + 1e-9, coarse))
+        fine = np.arange(-coarse, coarse + 1e-9, _EXPONENT_STEP)
+        beta = np.round(search(np.where(np.isfinite(beta), beta, lo), fine), 6)
+        beta = np.where(np.isfinite(total(np.where(np.isfinite(beta), beta, lo))), beta, np.nan)
+    else:
+        beta = np.full(lead, float(exponent))
+    T0, C, _ = _offset_ls(eps ** -np.where(np.isfinite(beta), beta, 1.0)[..., None, None], med, min_points)
+    return beta, np.where(np.isfinite(beta)[..., None], T0, np.nan), np.where(np.isfinite(beta)[..., None], C, np.nan)
+
+
+def offset_power_fit(eps, groups, *, exponent: float | None = 1.0, min_points: int = 3, n_boot: int = 2000,
+                     seed: int = 0) -> dict:
+    """Fit ``T_g(ε) = T0_g + C_g·ε^(−β)`` to the Kaplan–Meier median hitting times of
+    each group ``g`` (e.g. each response length ``N``) at the errors ``eps`` (``(E,)``).
+
+    ``groups`` is a list of ``(times, censored)``, each ``(runs, E)``: one run's hitting
+    times of every ``ε`` in a row. Per group, the medians are fitted by relative least
+    squares (residuals divided by the median, so every ``ε`` counts alike) on the
+    ``ε`` whose median is estimable; fewer than ``min_points`` of them leave the group's
+    ``T0``, ``C`` at ``nan``. ``exponent``: ``β`` fixed (1: the ``C/ε`` of an error
+    ``∝ 1/T``), or ``None`` to fit one ``β`` shared by all groups (least squares over a
+    grid 0.2…3 in steps of 0.005). The 95% intervals are percentile bootstraps over runs,
+    resampled within each group with their whole rows (a run's hitting times are nested
+    in ``ε``).
+
+    Returns ``{"exponent", "exponent_ci", "T0", "C", "T0_ci", "C_ci" (one per group),
+    "n_eps" (estimable medians per group), "medians" (G, E), "n_runs", "n_censored"
+    (runs censored at some ε, per group), "boot": {"exponent" (B,), "T0", "C" (B, G)}}``."""
+    n_boot = int_at_least("n_boot", n_boot, 1)
+    min_points = int_at_least("min_points", min_points, 2 if exponent is not None else 3)
+    e = np.asarray(eps, dtype=np.float64)
+    if e.ndim != 1 or e.size < min_points or np.any(e <= 0):
+        raise ValueError(f"eps must be at least {min_points} positive values, got {eps!r}")
+    data = []
+    for j, (t, c) in enumerate(groups):
+        t, c = np.asarray(t, np.float64), np.asarray(c, bool)
+        if t.ndim != 2 or t.shape[1] != e.size or c.shape != t.shape:
+            raise ValueError(f"groups[{j}] must be (times, censored) of shape (runs, {e.size}), got shapes "
+                             f"{np.shape(t)} and {np.shape(c)}")
+        data.append((t, c))
+    rng = np.random.default_rng(seed)
+
+    def medians(t, c, idx):  # idx (B, runs) -> (B, E)
+        B, n = idx.shape
+        tt = np.moveaxis(t[idx], -1, 1).reshape(B * e.size, n)
+        cc = np.moveaxis(c[idx], -1, 1).reshape(B * e.size, n)
+        return _km_median_batch(tt, cc).reshape(B, e.size)
+
+    med = np.stack([medians(t, c, np.arange(t.shape[0])[None])[0] for t, c in data])  # (G, E)
+    boot = np.stack([medians(t, c, rng.integers(0, t.shape[0], size=(n_boot, t.shape[0]))) for t, c in data],
+                    axis=1)  # (B, G, E)
+    beta, T0, C = _offset_power(e, med, exponent, min_points)
+    b_beta, b_T0, b_C = _offset_power(e, boot, exponent, min_points)
+
+    def ci(v):
+        v = v[np.isfinite(v)]
+        return [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v.size else [math.nan, math.nan]
+
+    return {
+        "exponent": float(beta),
+        "exponent_ci": ci(b_beta) if exponent is None else [float(beta), float(beta)],
+        "T0": T0.tolist(),
+        "C": C.tolist(),
+        "T0_ci": [ci(b_T0[:, g]) for g in range(len(data))],
+        "C_ci": [ci(b_C[:, g]) for g in range(len(data))],
+        "n_eps": np.isfinite(med).sum(-1).astype(int).tolist(),
+        "medians": med.tolist(),
+        "n_runs": [int(t.shape[0]) for t, _ in data],
+        "n_censored": [int(c.any(axis=1).sum()) for _, c in data],
+        "boot": {"exponent": b_beta, "T0": b_T0, "C": b_C},
+    }
+
+
+def coefficient_slope(x, estimate, boot, *, log_x: bool = True, n_runs: int = 0, n_censored: int = 0) -> dict:
+    """Least-squares slope of ``ln estimate`` against ``ln x`` (or ``x``) over the groups
+    with a finite positive estimate (e.g. the ``C(N)`` of :func:`offset_power_fit`), with
+    the percentile-bootstrap 95% interval of the same slope over ``boot`` (``(B, G)``,
+    one draw of every group's estimate per row, groups resampled independently). Returns
+    the keys of :func:`fit_slope`, so :func:`slope_record` takes it (``points.median``
+    holds the estimates)."""
+    xv = np.asarray(x, dtype=np.float64)
+    est = np.asarray(estimate, dtype=np.float64)
+    bt = np.asarray(boot, dtype=np.float64)
+    if est.shape != xv.shape or xv.ndim != 1 or bt.ndim != 2 or bt.shape[1] != xv.size:
+        raise ValueError(f"estimate must be (G,) and boot (B, G) with G = {xv.size} (one per x), got shapes "
+                         f"{est.shape} and {bt.shape}")
+    if log_x and np.any(xv <= 0):
+        raise ValueError("x must be > 0 for a log-log fit (log_x=True)")
+    X = np.log(xv) if log_x else xv
+
+    def logs(v):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(v > 0, np.log(np.where(v > 0, v, 1.0)), np.nan)
+
+    estimate_slope = float(_ls_slope(X, logs(est)[None])[0])
+    slopes = _ls_slope(X, logs(bt))
+    valid = np.isfinite(slopes)
+    ci = ([float(np.percentile(slopes[valid], 2.5)), float(np.percentile(slopes[valid], 97.5))]
+          if valid.any() and math.isfinite(estimate_slope) else [math.nan, math.nan])
+    used = np.isfinite(logs(est))
+    return {
+        "estimate": estimate_slope,
+        "ci": ci,
+        "regime": [float(xv[used].min()), float(xv[used].max())] if used.any() else [math.nan, math.nan],
+        "n_points": int(used.sum()),
+        "n_censored": int(n_censored),
+        "n_unestimable": int((~used).sum()),
+        "n_runs": int(n_runs),
+        "points": {"x": xv.tolist(), "median": est.tolist()},
+        "boot_valid": float(valid.mean()),
+    }
+
+
+def mark_conditional(by_reading: dict[str, dict]) -> dict[str, dict]:
+    """Records of one quantity measured under several readings of an assumption (e.g.
+    ``{"the response-level step": rec, "the per-token step": rec}``): when some but
+    not all would be confirmed, each confirmed one becomes ``"conditional (on
+    <its reading>)"`` (its ``conditional`` field); all or none confirmed are left as
+    they are. Updates the records in place and returns them."""
+    passed = [name for name, rec in by_reading.items() if verdict(rec) == "confirmed"]
+    if 0 < len(passed) < len(by_reading):
+        for name in passed:
+            by_reading[name]["conditional"] = name
+            by_reading[name]["verdict"] = verdict(by_reading[name])
+    return by_reading

@@ -39,6 +39,7 @@ class Hit(NamedTuple):
     log_queries: jax.Array  # reward queries (natural log) spent until the hit or the budget's end
     final_w: Any  # the weights at the hit (or at the end of the budget)
     queries: Any  # the same queries exactly (lpg.rewards.Count)
+    aux: dict = {}  # the algorithm's extra state then (TrainState.aux, e.g. online learning's mistakes)
 
 
 def run_until(
@@ -76,7 +77,7 @@ def run_until(
 
     done0 = jnp.asarray(target(problem, state.w), bool)
     state, done = jax.lax.while_loop(cond, body, (state, done0))
-    return Hit(done, state.step, state.log_queries, state.w, state.queries)
+    return Hit(done, state.step, state.log_queries, state.w, state.queries, state.aux)
 
 
 def likelihood_at_least(eps: float) -> Target:

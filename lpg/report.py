@@ -110,13 +110,15 @@ def _fmt_regime(reg) -> str:
 
 
 def verdict_counts(rows: list[dict]) -> str:
-    """One line counting the rows by verdict: confirmed, not confirmed, illustrations
-    (measurements that cannot refute their claim), and the rest (reported without an
-    acceptance range, or not estimable)."""
+    """One line counting the rows by verdict: confirmed, conditional (confirmed under one
+    reading only), not confirmed, illustrations (measurements that cannot refute their
+    claim), and the rest (reported without an acceptance range, or not estimable)."""
     n = {v: sum(r["verdict"] == v for r in rows) for v in ("confirmed", "not confirmed", "illustration")}
+    n["conditional"] = sum(str(r["verdict"]).startswith("conditional") for r in rows)
     rest = len(rows) - sum(n.values())
-    return (f"{n['confirmed']} exponents confirmed, {n['not confirmed']} not confirmed, {n['illustration']} "
-            f"illustrations (cannot refute their claim), {rest} reported without an acceptance range or not estimable.")
+    return (f"{n['confirmed']} exponents confirmed, {n['conditional']} conditional (on one reading), "
+            f"{n['not confirmed']} not confirmed, {n['illustration']} illustrations (cannot refute their claim), "
+            f"{rest} reported without an acceptance range or not estimable.")
 
 
 def _md_table(rows: list[dict]) -> list[str]:

@@ -187,3 +187,112 @@ def test_an_illustration_is_never_confirmed_or_refuted():
     assert inside["in_range"] is True and outside["in_range"] is False
     assert verdict({**inside, "illustration": False}) == "confirmed"
     assert slope_record(fit, -1.0, accept=(-1.25, -0.75))["verdict"] == "confirmed"
+
+
+# ---------------------------------------------------------------------------------
+# C9's test of affine growth: the curvature share
+# ---------------------------------------------------------------------------------
+
+REGIME_NS = np.array([32, 64, 80, 96, 112, 128], float)
+"""The regime of scaling-n's k = 4 series from the uniform base at its defaults."""
+
+
+def share_reference(b, c, lo, hi):
+    """The share of c·x² in the rise of a + b·x + c·x² over [lo, hi], from the coefficients."""
+    return c * (hi**2 - lo**2) / (b * (hi - lo) + c * (hi**2 - lo**2))
+
+
+def test_curvature_share_matches_the_coefficients_of_an_exact_quadratic():
+    from lpg.analysis import curvature_share
+
+    x = REGIME_NS
+    for a, b, c in ((7000.0, 1300.0, 0.0), (5.0, 2.0, 0.3), (-40.0, -1.0, 0.05), (1.0, 3.0, -0.01)):
+        y = a + b * x + c * x**2
+        assert curvature_share(x, y) == pytest.approx(share_reference(b, c, 32, 128), abs=1e-9)
+        # neither the intercept nor the scale matters
+        assert curvature_share(x, 9.0 * y + 123.0) == pytest.approx(curvature_share(x, y), abs=1e-9)
+    assert curvature_share(x, x**2) == pytest.approx(1.0)
+    # a dropped point: the fit on the other five, x_lo the smallest finite one
+    y = 5.0 + 2.0 * x + 0.3 * x**2
+    rows = np.stack([y, np.where(x == 32, np.nan, y)])
+    np.testing.assert_allclose(curvature_share(x, rows), [share_reference(2.0, 0.3, 32, 128),
+                                                          share_reference(2.0, 0.3, 64, 128)])
+    assert math.isnan(curvature_share(x[:3], x[:3]))  # fewer than 4 points: no fit
+    assert curvature_share(x[:3], x[:3], min_points=3) == pytest.approx(0.0, abs=1e-9)
+    assert curvature_share(x, 1000.0 - x) == math.inf  # no rise to take a share of
+    with pytest.raises(ValueError, match="min_points"):
+        curvature_share(x, x, min_points=2)
+
+
+def noisy_runs(shape, runs=16, sigma=0.01, seed=0):
+    """Per-run costs shape(N)·e^{σZ} (median shape(N)) at the regime's N."""
+    rng = np.random.default_rng(seed)
+    x = np.repeat(REGIME_NS, runs)
+    return x, shape(x) * np.exp(sigma * rng.standard_normal(x.size)), np.zeros(x.size, bool)
+
+
+def c9_verdict(x, t, c, delta=0.1, n_boot=500, seed=0):
+    """scaling-n's rule: confirmed when the share's interval is at most s_log + 0.1."""
+    from lpg.analysis import curvature_fit, curvature_record, curvature_share
+
+    s_log = curvature_share(REGIME_NS, REGIME_NS * np.log(REGIME_NS / delta))
+    fit = curvature_fit(x, t, c, n_boot=n_boot, seed=seed)
+    return curvature_record(fit, s_log + 0.1), s_log
+
+
+def test_the_curvature_test_fails_on_super_linear_growth_and_passes_affine_growth():
+    """Costs with a per-run spread of 1% (16 runs per N) pass when affine, with or without
+    the log factor; super-linear ones fail at that spread and at 5%."""
+    for seed in range(4):
+        for shape in (lambda n: 7000 + 1300 * n,  # C9's form
+                      lambda n: 7000 + 200 * n * np.log(n / 0.1)):  # with the log factor m carries
+            rec, s_log = c9_verdict(*noisy_runs(shape, sigma=0.01, seed=seed))
+            assert rec["verdict"] == "confirmed", (seed, rec["estimate"], rec["ci"], s_log)
+        for shape in (lambda n: 7000 + 300 * n**1.3,  # super-linear
+                      lambda n: 7000 + 1300 * n + 1300 / 256 * n**2):  # c·N_max² = b·N_max / 2
+            for sigma in (0.01, 0.05):
+                rec, s_log = c9_verdict(*noisy_runs(shape, sigma=sigma, seed=seed))
+                assert rec["verdict"] == "not confirmed", (seed, sigma, rec["estimate"], rec["ci"], s_log)
+    # N^1.3 fails whatever the noise: its share is above the bound itself
+    rec, s_log = c9_verdict(REGIME_NS, REGIME_NS**1.3, np.zeros(6, bool), n_boot=10)
+    assert rec["estimate"] > s_log + 0.1 and rec["verdict"] == "not confirmed"
+    # the old acceptance, a log-log slope in [0.7, 1.3] over the regime, passes N^1.3 plus an intercept
+    old = fit_slope(*noisy_runs(lambda n: 7000 + 300 * n**1.3), n_boot=200)
+    assert 0.7 <= old["estimate"] <= 1.3
+    # noise wider than the margin leaves the test unable to confirm even affine growth
+    rec, _ = c9_verdict(*noisy_runs(lambda n: 7000 + 1300 * n, sigma=0.5))
+    assert rec["verdict"] == "not confirmed" and rec["ci"][1] > 0.5
+
+
+def test_the_curvature_fit_needs_four_points_and_keeps_censored_runs():
+    from lpg.analysis import curvature_fit, curvature_record
+
+    x, t, c = noisy_runs(lambda n: 7000 + 1300 * n)
+    few = curvature_fit(x, t, c, regime=[96, 128], n_boot=50)
+    assert few["n_points"] == 3 and math.isnan(few["estimate"])
+    assert curvature_record(few, 0.25)["verdict"] == "not estimable"
+    # more than half of N = 128 censored: its median is not defined and the fit falls to 5 points
+    budget = np.median(t[x == 128]) * 0.9
+    cens = (x == 128) & (t > budget)
+    fit = curvature_fit(x, np.where(cens, budget, t), cens, n_boot=50)
+    assert fit["n_unestimable"] == 1 and fit["n_points"] == 5 and fit["regime"] == [32.0, 112.0]
+    assert fit["n_censored"] == int(cens.sum()) and np.isfinite(fit["estimate"])
+    assert curvature_fit(x, t, c, n_boot=50, seed=3) == curvature_fit(x, t, c, n_boot=50, seed=3)
+    with pytest.raises(ValueError, match="min_points"):
+        curvature_fit(x, t, c, min_points=2)
+
+
+def test_a_whole_interval_verdict_reads_the_same_from_json():
+    from lpg.analysis import curvature_record, verdict
+    from lpg.results import to_jsonable
+
+    fit = {"estimate": 0.05, "ci": [-0.1, 0.2], "regime": [32.0, 128.0], "n_points": 6, "n_runs": 96,
+           "n_censored": 0, "n_unestimable": 0, "points": {}}
+    inside = curvature_record(fit, 0.24)
+    straddling = curvature_record({**fit, "ci": [-0.1, 0.3]}, 0.24)  # estimate inside, interval not
+    unbounded = curvature_record({**fit, "ci": [-0.1, math.inf]}, 0.24)
+    assert (inside["verdict"], straddling["verdict"], unbounded["verdict"]) == ("confirmed",) + ("not confirmed",) * 2
+    for rec in (inside, straddling, unbounded):
+        back = to_jsonable(rec)
+        assert back["accept"][0] is None and verdict(back) == rec["verdict"]
+    assert curvature_record({**fit, "estimate": math.nan, "ci": [math.nan] * 2}, 0.24)["verdict"] == "not estimable"

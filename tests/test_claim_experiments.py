@@ -1,10 +1,7 @@
-"""Tiny runs of the claim experiments ``lq-governs`` (C4, C6), ``sgd-lr`` (C1), ``online``
-(C7), ``pretrain-barrier`` (C8) and ``baselines``, checked against references that share
-no code with them:
+"""Tiny runs of the claim experiments ``lq-governs`` (C4, C6), ``pretrain-barrier`` (C8)
+and ``baselines``, checked against references that share no code with them
+(``sgd-lr`` and ``online`` have their own modules, ``test_sgd_lr.py`` and ``test_online.py``):
 
-* a plain NumPy (float64) simulation of learning a planted task — supervised SGD with
-  the adaptive or a constant step, and online PG with uniform exploration — whose
-  mean curves the experiments' curves must match within ``N_SE`` standard errors;
 * the exact law of the pre-training coverage time (inclusion–exclusion over subsets of
   contexts);
 * closed forms (zero-variance groups ``(1 − α)^G + α^G``, the LQ of a two-level
@@ -23,11 +20,10 @@ import math
 
 import numpy as np
 import pytest
-from conftest import N_SE, assert_same_mean
+from conftest import N_SE
 
 import lpg.theory
-from lpg.analysis import hitting_time
-from lpg.experiments import get, lq_governs, online, pretrain_barrier, sgd_lr
+from lpg.experiments import get, lq_governs, pretrain_barrier
 from lpg.features import max_planted_contexts
 from lpg.metrics import quantile_index
 from lpg.results import Table, read_results, to_jsonable
@@ -69,179 +65,6 @@ def check_outputs(exp, out_dir, summary) -> dict:
     assert {p.suffix for p in paths} == {".png", ".pdf"} and all(p.stat().st_size > 1000 for p in paths)
     assert exp.text(summary) and exp.text(on_disk)  # in memory and as `lpg plot` reads it back
     return on_disk
-
-
-# ---------------------------------------------------------------------------------
-# A NumPy reference for learning a planted task (PAPER.md §1, §3)
-# ---------------------------------------------------------------------------------
-
-
-def np_planted(rng, *, runs, S, k, N, gamma, steps, log_every, step_rule, lr, online_pg=False):
-    """Learn the planted task from zero weights, ``runs`` independent copies in float64.
-
-    With one-hot contexts, the weights of context ``c`` are a row over the ``k`` shifts and
-    every position of ``y*`` has the same correct shift, relabelled to index 0 (the
-    dynamics are equivariant under relabelling). ``p = softmax(a·w_c)``, ``p(y*|c) =
-    p_0^N``, ``∇_{w_c} log p(y*|c) = a N (e_0 − p)`` with ``a = γ / sqrt(k/(S(k−1)))``.
-    Supervised SGD updates every step; online PG only when a uniform guess is right
-    (probability ``k^-N``) and accumulates ``1 − p(y*|c)`` before the update. Returns
-    the error and the cumulative mistakes at ``0, log_every, …, steps``."""
-    a = gamma / math.sqrt(k / (S * (k - 1)))
-    W = np.zeros((runs, S, k))
-    idx = np.arange(runs)
-    mistakes = np.zeros(runs)
-
-    def error():
-        z = a * W
-        p0 = np.exp(z[..., 0] - np.log(np.exp(z).sum(-1)))
-        return 1.0 - np.mean(p0**N, axis=1)
-
-    errs, mis = [error()], [mistakes.copy()]
-    for t in range(1, steps + 1):
-        c = rng.integers(0, S, size=runs)
-        z = a * W[idx, c]
-        p = np.exp(z - z.max(-1, keepdims=True))
-        p /= p.sum(-1, keepdims=True)
-        update = np.ones(runs, bool)
-        if online_pg:
-            mistakes += 1.0 - p[:, 0] ** N
-            update = rng.random(runs) < float(k) ** -N
-        g = -a * N * p
-        g[:, 0] += a * N
-        eta = lr / (4.0 + 2.0 * np.sum(g * g, -1)) if step_rule == "adaptive" else np.full(runs, lr)
-        W[idx, c] += np.where(update, eta, 0.0)[:, None] * g
-        if t % log_every == 0:
-            errs.append(error())
-            mis.append(mistakes.copy())
-    return np.stack(errs, 1), np.stack(mis, 1)
-
-
-# ---------------------------------------------------------------------------------
-# sgd-lr (C1)
-# ---------------------------------------------------------------------------------
-
-SGD_CONFIG = {"k": 4, "gamma": 0.5, "Ns": [1, 3], "steps": 96, "log_every": 8, "eps_grid": [0.6, 0.4],
-              "eps_star": 0.4, "eps_burn": 0.8}
-
-
-@pytest.fixture(scope="module")
-def sgd_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sgd_lr")
-    exp, config, summary = run_experiment("sgd-lr", SGD_CONFIG, out)
-    return exp, config, summary, out
-
-
-def sgd_rows(table: Table, rule: str) -> Table:
-    """The rows of one step rule: the ``adaptive`` sweep, or the ``constant`` sweep's
-    ``flat = 0`` (``1/(4N)``) or ``flat = 1`` (``1/4``) runs."""
-    part = "adaptive" if rule == "adaptive" else "constant"
-    return table.where(part=part, flat=int(rule == "constant_flat"), series="sgd")
-
-
-@pytest.mark.parametrize("rule", sgd_lr.RULES)
-def test_sgd_lr_curves_match_numpy_sgd(sgd_run, rule):
-    """The error curves of every step rule, at both N (N=1 through the padded, masked
-    path of N_max=3), match the NumPy simulation in distribution."""
-    _, config, _, out = sgd_run
-    _, table, _ = read_results(out)
-    S = max_planted_contexts(config["k"], config["gamma"])
-    rng = np.random.default_rng(11)
-    for N in config["Ns"]:
-        lr = {"adaptive": 1.0, "constant": 0.25 / N, "constant_flat": 0.25}[rule]
-        ref, _ = np_planted(rng, runs=400, S=S, k=config["k"], N=N, gamma=config["gamma"], steps=config["steps"],
-                            log_every=config["log_every"], step_rule="adaptive" if rule == "adaptive" else "constant",
-                            lr=lr)
-        rows = sgd_rows(table, rule).where(N=N)
-        np.testing.assert_array_equal(rows.by_run("step"), np.tile(np.arange(0, config["steps"] + 1,
-                                                                             config["log_every"]), (SEEDS, 1)))
-        got = rows.by_run("error")
-        assert got.shape == (SEEDS, ref.shape[1])
-        assert_same_mean(got, ref, n_se=N_SE, atol=1e-5, what=f"sgd-lr {rule} N={N}")
-
-
-def test_sgd_lr_outputs_and_hitting_times(sgd_run):
-    exp, config, summary, out = sgd_run
-    check_outputs(exp, out, summary)
-    _, table, _ = read_results(out)
-    # Hitting times (the summary's selection of the curves and lpg.analysis.hitting_time)
-    # against a direct scan of the curves.
-    step, err, _ = sgd_lr.curves_of(table, "adaptive")
-    T, cens = hitting_time(err, step, 0.4, above=False)
-    rows = sgd_rows(table, "adaptive")
-    np.testing.assert_array_equal(err, rows.by_run("error"))
-    for r, (e_row, s_row) in enumerate(zip(rows.by_run("error"), rows.by_run("step"))):
-        below = np.flatnonzero(e_row <= 0.4)
-        assert cens[r] == (below.size == 0)
-        if below.size:
-            assert T[r] == s_row[below[0]]
-    assert summary["slopes"]["adaptive_T_vs_eps_N1"]["theory"] == -1.0
-    assert summary["slopes"]["constant_T_vs_N_star"]["theory"] == 1.0
-
-
-# ---------------------------------------------------------------------------------
-# online (C7)
-# ---------------------------------------------------------------------------------
-
-ONLINE_CONFIG = {"k": 2, "Ns": [1, 2], "gammas": [0.5], "gamma_extra": [0.35], "gamma_N": 1, "eps": 0.3,
-                 "horizon_factor": 16.0, "log_points": 64}
-
-
-@pytest.fixture(scope="module")
-def online_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("online")
-    exp, config, summary = run_experiment("online", ONLINE_CONFIG, out)
-    return exp, config, summary, out
-
-
-def online_curves(table: Table, config: dict, N: int, g: float):
-    """``(step, error, mistakes)`` of the ``(N, γ)`` sweep, ``(runs, P)`` each."""
-    rows = table.where(part=f"N{N}_gamma{g:g}", series="online")
-    assert np.all(rows["N"] == N) and np.all(rows["gamma"] == g)
-    return rows.by_run("step"), rows.by_run("error"), rows.by_run("mistakes")
-
-
-def test_online_mistakes_match_numpy_online_pg(online_run):
-    """Cumulative mistakes and error of online PG with uniform exploration, from zero
-    weights, match the NumPy simulation in distribution at every setting."""
-    _, config, _, out = online_run
-    _, table, _ = read_results(out)
-    rng = np.random.default_rng(12)
-    for N, g in online.settings(config):
-        S = max_planted_contexts(config["k"], g)
-        T = online.horizon(config, N, g)
-        err, mis = np_planted(rng, runs=400, S=S, k=config["k"], N=N, gamma=g, steps=T,
-                              log_every=T // config["log_points"], step_rule="adaptive", lr=1.0, online_pg=True)
-        _, got_err, got_mis = online_curves(table, config, N, g)
-        assert got_err.shape == (SEEDS, err.shape[1])
-        assert_same_mean(got_mis, mis, n_se=N_SE, atol=1e-3, what=f"mistakes N={N} gamma={g}")
-        assert_same_mean(got_err, err, n_se=N_SE, atol=1e-5, what=f"error N={N} gamma={g}")
-
-
-def test_online_outputs(online_run):
-    exp, config, summary, out = online_run
-    check_outputs(exp, out, summary)
-    _, table, _ = read_results(out)
-    r = online.per_run(table, config)
-    # Before any update a round costs exactly 1 - k^-N, and updates only raise p(y*|x):
-    # mistakes never exceed rounds * (1 - k^-N).
-    for N, g in online.settings(config):
-        T = online.horizon(config, N, g)
-        t = np.arange(0, T + 1, T // config["log_points"])
-        step, _, mis = online_curves(table, config, N, g)
-        np.testing.assert_array_equal(step, np.tile(t, (SEEDS, 1)))
-        assert np.all(mis <= t * (1 - config["k"] ** -N) + 1e-3)
-    assert r["M"].shape == (SEEDS * len(online.settings(config)),)
-    # M_eps is the cumulative mistakes at the first log point with error <= eps.
-    for N, g in online.settings(config):
-        _, err, mis = online_curves(table, config, N, g)
-        sel = (r["N"] == N) & (r["gamma"] == g)
-        assert sel.sum() == SEEDS
-        for M, c, e_row, m_row in zip(r["M"][sel], r["censored"][sel], err, mis):
-            below = np.flatnonzero(e_row <= config["eps"])
-            assert c == (below.size == 0)
-            assert M == pytest.approx(m_row[below[0]] if below.size else m_row[-1])
-    assert r["censored"].mean() < 0.5
-    assert summary["slopes"]["lnM_vs_N_gamma0.5"]["theory"] == pytest.approx(math.log(2))
 
 
 # ---------------------------------------------------------------------------------
@@ -528,10 +351,6 @@ def test_baselines_escape_needs_estimable_points():
 @pytest.mark.parametrize("name,key,value,needle", [
     ("lq-governs", "eps", "0.01", "eps"),
     ("lq-governs", "check_every", "7", "check_every"),
-    ("sgd-lr", "Ns", "4", "Ns"),
-    ("sgd-lr", "log_every", "5", "log_every"),
-    ("online", "gamma_N", "3", "gamma_N"),
-    ("online", "gammas", "1.5", "gamma"),
     ("pretrain-barrier", "epss", "0.6,0.1", "eps"),
     ("pretrain-barrier", "eps_fit_max", "0.01", "eps_fit_max"),
     ("baselines", "group_size", "1", "group_size"),

@@ -22,6 +22,7 @@ ADVANTAGES = ("none", "batch_mean", "rloo", "grpo")
 
 CONFIGS = {
     "sgd adagrad": lambda: lpg.SGD(batch_size=2, optimizer="adagrad", loss_norm="token"),
+    "sgd token step": lambda: lpg.SGD(batch_size=2, step_unit="token"),
     "pg outcome event": lambda: lpg.PolicyGradient(Outcome(), batch_size=2, group_size=2, event_path=True),
     "pg process event": lambda: lpg.PolicyGradient(Process(), batch_size=2, group_size=2, event_path=True),
     "pg outcome event mixture ratio": lambda: lpg.PolicyGradient(Outcome(), behaviour="mixture", importance=True,
@@ -37,6 +38,8 @@ CONFIGS = {
     "algorithm 2 sample": lambda: lpg.TokenBestOfM(batch_size=2, event_path=False),
     "online event": lambda: lpg.OnlinePG(),
     "online sample": lambda: lpg.OnlinePG(event_path=False),
+    "online event token": lambda: lpg.OnlinePG(step_unit="token"),
+    "online sample token": lambda: lpg.OnlinePG(event_path=False, step_unit="token"),
 }
 
 STEPS, LOG_EVERY = 4, 2

@@ -113,15 +113,32 @@ def test_bad_settings_raise_before_compiling(name, key, value):
 
 
 def test_scaling_n_tiny(tmp_path):
-    summary, table, _ = run_tiny("scaling-n", tmp_path, 2, ks=4, Ns="1,3,6", eps=0.1, max_steps=400, check_every=5,
-                                 n_boot=50, pretrain_steps=5)
+    summary, table, _ = run_tiny("scaling-n", tmp_path, 2, ks=4, Ns="1,3,4,5,6", eps=0.1, max_steps=400,
+                                 check_every=5, n_boot=50, pretrain_steps=5)
     series = [f"{b}_k4" for b in ("uniform", "pretrained")]
     assert set(summary["slopes"]) == {f"{a}_{s}{t}" for s in series for a, t in (("orm", ""), ("prm", ""),
+                                                                                 ("prm", "_curvature"),
                                                                                  ("prm", "_all_N"))}
     # C9's regime: N·min(1/Q^TL, k) ≥ 1/ε, i.e. N·4 ≥ 10 for the uniform base
     assert summary["slopes"]["prm_uniform_k4"]["regime"] == [3.0, 6.0]
     assert summary["slopes"]["prm_uniform_k4_all_N"]["regime"][0] == 1.0
-    assert table["hit"].shape == (2 * 3 * 2 * 2,)  # one row per run: seeds x N x bases x algorithms
+    # C9's test on those four N: the bound is the share of N·ln(N/δ) there plus 0.1
+    c9 = summary["slopes"]["prm_uniform_k4_curvature"]
+    Ns = np.array([3.0, 4.0, 5.0, 6.0])
+    c2, c1, _ = np.polyfit(Ns, Ns * np.log(Ns / 0.1), 2)
+    assert c9["s_log"] == pytest.approx(c2 * 9 / (c1 + c2 * 9))
+    assert c9["accept"][1] == pytest.approx(c9["s_log"] + 0.1) and c9["accept_ci"]
+    assert c9["n_points"] == 4 and c9["verdict"] in ("confirmed", "not confirmed") and c9["claim"] == "C9"
+    assert c9["verdict"] == verdict({**c9, "verdict": None})
+    assert "accept" not in summary["slopes"]["prm_uniform_k4"]  # the log-log slope is reported only
+    # from the (5-step) pre-trained base fewer N qualify: no fit on under four, no fallback
+    m0 = 1.0 / summary["bases"]["pretrained_k4"]["Q_TL_q0"][0]
+    qualify = [n for n in (1, 3, 4, 5, 6) if n * m0 >= 10]
+    pre = summary["slopes"]["prm_pretrained_k4_curvature"]
+    assert 1 <= len(qualify) < 4 and pre["n_points"] == len(qualify) and pre["verdict"] == "not estimable"
+    assert summary["slopes"]["prm_pretrained_k4"]["regime"][0] == qualify[0]
+    assert "prm_uniform_k4_curvature: C9's curvature share" in get("scaling-n").text(summary)
+    assert table["hit"].shape == (2 * 5 * 2 * 2,)  # one row per run: seeds x N x bases x algorithms
     uni = (table["base"] == 0)
     # m of the uniform base: k^N for Alg. 1, k·⌈ln(N/δ)⌉ per position for Alg. 2 (in log space)
     orm = uni & (table["alg"] == "orm")
@@ -259,7 +276,10 @@ def test_report_counts_every_verdict():
     the rows reported without an acceptance range."""
     recs = [{"estimate": 1.0, "accept": [0.9, 1.1]}, {"estimate": 2.0, "accept": [0.9, 1.1]},
             {"estimate": 1.0, "accept": [0.9, 1.1], "illustration": True}, {"estimate": 1.0},
-            {"estimate": float("nan"), "accept": [0.9, 1.1]}, {"estimate": 1.05, "accept": [0.9, 1.1]}]
+            {"estimate": float("nan"), "accept": [0.9, 1.1]}, {"estimate": 1.05, "accept": [0.9, 1.1]},
+            {"estimate": 1.0, "accept": [0.9, 1.1], "conditional": "the per-token step"}]
     rows = [{"verdict": verdict(r)} for r in recs]
-    assert report.verdict_counts(rows) == ("2 exponents confirmed, 1 not confirmed, 1 illustrations (cannot refute "
-                                           "their claim), 2 reported without an acceptance range or not estimable.")
+    assert rows[-1]["verdict"] == "conditional (on the per-token step)"
+    assert report.verdict_counts(rows) == (
+        "2 exponents confirmed, 1 conditional (on one reading), 1 not confirmed, 1 illustrations (cannot refute "
+        "their claim), 2 reported without an acceptance range or not estimable.")

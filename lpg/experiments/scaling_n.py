@@ -15,9 +15,9 @@ policy (``α = Q_{q0}(ε) = k^-N``, ``Q^TL = 1/k``) and a supervised pre-trained
 
 Theory. C5: ``Q = Õ((m + 1/ε)/γ²)``, so from the uniform base ``ln Q ≈ N ln k`` — a
 straight line in ``N`` of slope ``ln k`` (acceptance: within 15%). C9:
-``Q = Õ(N·min(1/Q^TL, k)/γ² + 1/(γ²ε))`` — linear in ``N`` (acceptance: log-log slope
-in ``[0.7, 1.3]``). The lower bound C6 (any ORM method needs ``Ω̃(1/(Q_{q0}(ε)γ²))``
-queries) is drawn, without a fitted constant, under the ORM series.
+``Q = Õ(N·min(1/Q^TL, k)/γ² + 1/(γ²ε))`` — affine in ``N`` up to the log factors the
+``Õ`` hides (acceptance below). The lower bound C6 (any ORM method needs
+``Ω̃(1/(Q_{q0}(ε)γ²))`` queries) is drawn, without a fitted constant, under the ORM series.
 
 Why the planted task (:func:`lpg.make_planted`) and not the teacher: its margin is
 exactly ``γ`` at every ``N`` (the teacher's margin, and with it the ``1/γ²`` factor,
@@ -30,13 +30,40 @@ base has ``α = p0^N`` — better than uniform, still exponentially small in ``N
 Its theory slope for Algorithm 1 is ``d ln(1/Q_{q0}(ε))/dN = ln(1/p0)``, read off the
 base model itself.
 
-Regimes. Algorithm 1 (fixed before looking at the data): the ``N`` where the claim's
-``m`` term dominates its ``1/ε`` term, ``1/Q_{q0}(ε) ≥ 10/ε`` (for ``k = 4, ε = 0.01``:
-``N ≥ 5``). Algorithm 2: the ``N`` where C9's ``N``-term is at least its ``1/ε`` term,
-``N·min(1/Q^TL, k) ≥ 1/ε`` (``k = 4``, uniform base: ``N ≥ 25``; the two top ``N`` if
-fewer qualify). Below it the bound is flat in ``N`` and a log-log slope measures the
-mix of the two terms, not the ``N``-exponent; that slope over every ``N`` is reported
-too (``slopes.prm_*_all_N``).
+Regimes, fixed from the claims' constants and the base model before any data.
+Algorithm 1: the ``N`` where the claim's ``m`` term dominates its ``1/ε`` term,
+``1/Q_{q0}(ε) ≥ 10/ε`` (for ``k = 4, ε = 0.01``: ``N ≥ 5``). Algorithm 2: the ``N``
+where C9's ``N``-term is at least its ``1/ε`` term, ``N·m0 ≥ 1/ε`` with
+``m0 = min(1/Q^TL, k)`` of the base; there is no fallback: with fewer than 4 such ``N``
+(with a defined median) C9's test is ``not estimable`` for that series. At the defaults
+(``ε = 0.01``) that is ``N ≥ 25`` (``k = 4``) and ``N ≥ 3.2`` (``k = 32``) from the
+uniform base, ``N ≥ 1/(100·Q^TL)`` (about 57 and 13.5) from the pre-trained one; the
+default ``N`` include 80, 96 and 112 so that every series has at least 5 (``N`` = 1, 2,
+4, …, 64 and 128 alone give 3 and 2 at ``k = 4``). Below the regime the bound is flat in
+``N`` and a log-log slope measures the mix of the two terms, not the ``N``-exponent.
+
+C9's test (Algorithm 2), stated before the data of this version. Over the regime's
+``N``, fit the Kaplan–Meier median queries by ``a + b·N + c·N²`` (least squares) and
+take the share of the fitted rise over the regime ``[N_lo, N_hi]`` that the ``N²`` term
+makes, ``s = c·(N_lo + N_hi)/(b + c·(N_lo + N_hi))``
+(:func:`lpg.analysis.curvature_fit`): 0 for ``a + b·N``, 1 for ``a + c·N²``, above 1
+when the linear term is negative, below 0 for concave growth; it does not depend on
+``a`` or on the scale of ``Q``. Its 95% interval is the percentile bootstrap over seeds
+(runs resampled within each ``N``; a draw whose fitted cost does not rise over the
+regime counts as ``s = +∞``). The ``Õ``: Algorithm 2's ``m`` carries ``⌈ln(N/δ)⌉``; a
+cost that paid this factor in full, ``a + b·N·ln(N/δ)``, has a share ``s_log`` (the same
+fit on that exact curve at the regime's ``N``; it depends on the ``N`` and ``δ`` only:
+0.13–0.17 over the default regimes, 0.18–0.21 over the ``quick`` profile's). C9 is
+**confirmed** when the whole interval is at most ``s_log + 0.1``, **not confirmed**
+otherwise. The margin 0.1 is about what one further factor ``N^0.1`` adds (``N^1.1``
+alone has a share 0.10–0.13 over these regimes), while ``N^1.3`` lies 0.17–0.22 above
+``s_log`` (computed from the curves at the default, ``quick`` and ``gpu`` regimes): a
+cost growing like ``N^1.3`` has its estimate above the bound and fails whatever the
+noise; a linear cost, or one with the log factor, passes when the interval is narrower
+than the margin. Sub-linear growth is within C9's upper bound and passes. The power is
+shown on synthetic data in ``tests/test_analysis.py``. The log-log slope over the
+regime (``slopes.prm_*``, the previous version's test) and over every ``N``
+(``slopes.prm_*_all_N``) are reported without an acceptance range.
 
 Algorithm 2, what was decided and why (PAPER.md marks it reconstructed).
 
@@ -65,7 +92,7 @@ the same for both ``k`` and both bases). The contrast the claim is about: the PR
 grows linearly in ``N``, the ORM's as ``k^N`` (``32^128 ≈ 10^193``). The numbers of a run
 are in its ``summary.json`` and printed table, not here.
 
-CPU default: 2 ``k`` × 8 ``N`` × 2 bases × 2 algorithms × 16 seeds, a few minutes.
+CPU default: 2 ``k`` × 11 ``N`` × 2 bases × 2 algorithms × 16 seeds, a few minutes.
 GPU: ``--seeds 64 --set Ns=1,2,4,8,16,32,64,128,256,512 max_steps=40000``.
 """
 
@@ -80,7 +107,8 @@ import numpy as np
 
 import lpg
 from lpg import plotting
-from lpg.analysis import affine_fit, fit_record, fmt_slope, slopes_table
+from lpg.analysis import (affine_fit, curvature_fit, curvature_record, curvature_share, fit_record, fmt_slope,
+                          slopes_table)
 from lpg.hitting import likelihood_at_least, run_until
 from lpg.problem import base_quantiles, planted_problem
 from lpg.spec import Choice, Choices, Experiment, Int, Ints, PER_POINT, Profile, Real, Sweep, common, divides
@@ -147,8 +175,34 @@ def _gamma_fits(c: dict):
     return None
 
 
+def _fmt(v) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}"
+
+
 def _select(table, alg, k, base):
     return table.rows((table["alg"] == alg) & (table["k"] == k) & (table["base"] == BASES.index(base)))
+
+
+C9_MIN_POINTS = 4
+"""C9's test needs at least this many ``N`` in its regime (a quadratic has 3 coefficients)."""
+C9_MARGIN = 0.1
+"""C9's curvature share may exceed that of ``N·ln(N/δ)`` by at most this much (module docstring)."""
+
+
+def c9_record(N, queries, censored, regime, config: dict) -> dict:
+    """C9's test (module docstring): the share ``s`` of ``c·N²`` in the rise of
+    ``a + b·N + c·N²`` fitted to the median queries over ``regime``; confirmed when its
+    95% interval is at most ``s_log + C9_MARGIN``, ``s_log`` the share of the log factor
+    ``N·ln(N/δ)`` at the same ``N``; not estimable with fewer than ``C9_MIN_POINTS`` of them."""
+    fit = curvature_fit(N, queries, censored, regime=regime, min_points=C9_MIN_POINTS, n_boot=config["n_boot"])
+    xs = np.asarray(fit["points"]["x"])[np.isfinite(fit["points"]["median"])]
+    s_log = curvature_share(xs, xs * np.log(xs / config["delta"]), min_points=C9_MIN_POINTS) if xs.size else math.nan
+    note = (f"C9: share of c·N² in the rise of a + b·N + c·N² (medians) where N·min(1/Q^TL, k) >= 1/eps; confirmed "
+            f"when its 95% CI is at most s_log + {C9_MARGIN:g}, s_log the share of N·ln(N/delta); not estimable "
+            f"with fewer than {C9_MIN_POINTS} N")
+    rec = curvature_record(fit, s_log + C9_MARGIN, note=note, claim="C9")
+    rec.update(s_log=s_log, margin=C9_MARGIN, boot_valid=fit["boot_valid"])
+    return rec
 
 
 def summary_of(table, config: dict) -> dict:
@@ -181,12 +235,13 @@ def summary_of(table, config: dict) -> dict:
                                               note=note, claim="C5")
                 else:
                     m0 = float(np.median(np.minimum(np.exp(-log_tl), k)))  # min(1/Q^TL, k), flat in N here
-                    dominant = Ns * m0 >= 1.0 / eps  # C9's N-term at least its 1/ε term
-                    n_min = Ns[dominant].min() if dominant.sum() >= 2 else Ns[-2]
-                    slopes[name] = fit_record(x, lq, cens, theory=1.0, accept=(0.7, 1.3), log_x=True, log_y=False,
-                                              regime=[float(n_min), float(Ns.max())], n_boot=config["n_boot"],
-                                              note="log-log slope of queries vs N where N·min(1/Q^TL, k) >= 1/eps",
-                                              claim="C9")
+                    dominant = Ns * m0 >= 1.0 / eps  # C9's N-term at least its 1/ε term; no fallback
+                    regime = [float(Ns[dominant].min()), float(Ns.max())] if dominant.any() else [math.inf, math.inf]
+                    slopes[name] = fit_record(x, lq, cens, theory=1.0, log_x=True, log_y=False, regime=regime,
+                                              n_boot=config["n_boot"], claim="C9",
+                                              note="log-log slope of queries vs N where N·min(1/Q^TL, k) >= 1/eps "
+                                                   "(reported; C9's test is the _curvature row)")
+                    slopes[f"{name}_curvature"] = c9_record(x, np.exp(lq.astype(np.float64)), cens, regime, config)
                     slopes[f"{name}_all_N"] = fit_record(
                         x, lq, cens, theory=1.0, log_x=True, log_y=False, n_boot=config["n_boot"], claim="C9",
                         note="log-log slope over every N (reported: below the regime the 1/eps term dominates)")
@@ -265,9 +320,10 @@ def figure(table, config: dict, summary: dict, out_dir: Path) -> list[Path]:
             x = sel["N"].astype(float)
             y = sel["log_queries"] / LN10
             rec = summary["slopes"][f"prm_{base}_k{k}"]
+            c9 = summary["slopes"].get(f"prm_{base}_k{k}_curvature", {}).get("verdict", "n/a")  # older runs: none
             xs, med = plotting.scaling_series(ax, x, y, ~sel["hit"], color=st["color"], marker="oDs^"[j % 4],
                                               ls=["-", "--", "-.", ":"][j % 4], jitter=0.04,
-                                              label=f"{base} base, k={k}: slope {fmt_slope(rec)}")
+                                              label=f"{base} base, k={k}: slope {fmt_slope(rec)}; C9 {c9}")
             fit = summary["prm_affine_fit"][f"prm_{base}_k{k}"]
             ax.plot(xs, np.log10(fit["intercept"] + fit["per_N"] * np.asarray(xs)), color=st["color"],
                     ls=(0, (1, 3)), lw=1.2)
@@ -315,7 +371,7 @@ class ScalingN(Experiment):
     claims = ("C5", "C9")
     settings = {
         "ks": Ints([4, 32], "vocabulary sizes (one panel each)", low=2),
-        "Ns": Ints([1, 2, 4, 8, 16, 32, 64, 128], "response lengths", low=1, min_len=2, increasing=True),
+        "Ns": Ints([1, 2, 4, 8, 16, 32, 64, 80, 96, 112, 128], "response lengths", low=1, min_len=2, increasing=True),
         "algs": Choices(["orm", "prm"], "algorithms: orm (Algorithm 1), prm (Algorithm 2)", ALGS),
         "bases": Choices(["uniform", "pretrained"], "base models", BASES),
         **common(gamma=0.5, batch_size=4, max_steps=8000, check_every=5, task_seed=0, n_boot=2000),
@@ -333,7 +389,7 @@ class ScalingN(Experiment):
     default_seeds = 16
     profiles = {
         "gpu": Profile(64, {"Ns": "1,2,4,8,16,32,64,128,256,512", "max_steps": "40000"}),
-        "quick": Profile(4, {"ks": "4,32", "Ns": "1,4,16,64", "eps": "0.1", "max_steps": "4000", "n_boot": "300"}),
+        "quick": Profile(4, {"ks": "4,32", "Ns": "1,4,8,16,32,64", "eps": "0.1", "max_steps": "4000", "n_boot": "300"}),
     }
 
     def sweeps(self, config):
@@ -357,6 +413,11 @@ class ScalingN(Experiment):
 
     def text(self, summary: dict) -> str:
         lines = [slopes_table(summary["slopes"])]
+        for name, rec in summary["slopes"].items():
+            if name.endswith("_curvature"):
+                lines.append(f"{name}: C9's curvature share {fmt_slope(rec)} over {rec['n_points']} N in "
+                             f"{rec['regime']}, bound s_log + {rec['margin']:g} = {_fmt(rec['accept'][1])} "
+                             f"(s_log = {_fmt(rec['s_log'])}, the log factor's share): {rec['verdict']}")
         for name, fit in summary.get("prm_affine_fit", {}).items():
             lo, hi = fit["per_N_ci"]
             lines.append(f"{name}: median queries ≈ {fit['intercept']:.3g} + {fit['per_N']:.3g}·N "
