@@ -4,6 +4,8 @@
     lpg show NAME                              an experiment's settings: type, default, bounds, help
     lpg run NAME [--seeds S] [--first-seed F] [--profile P] [--set key=value ...] [--out DIR] [--overwrite]
     lpg run NAME --out DIR --resume            continue (or show) the run recorded in DIR
+    lpg run NAME --distributed [--coordinator HOST:PORT --num-processes N --process-id I]
+                                               one run over several processes (SLURM: detected)
     lpg run NAME --help                        the same settings, with the run options
     lpg report [--profile P] [--seeds S] [--only A,B] [--skip A,B] [--out DIR] [--resume]
     lpg plot DIR                               redraw the figures of a finished run or report
@@ -17,8 +19,8 @@ Every fault is one line ``lpg: error: …`` naming the file or setting and what 
 never a traceback (``LPG_DEBUG=1`` shows it): status 2 when the command must change (a
 bad argument, a conflict with what ``--out`` holds), 1 for a fault of the environment (a
 file that cannot be read or written, a corrupted file, a lock held by another run, no
-cluster), 130 when interrupted; output cut off by a closed pipe (``| head``) ends quietly
-with status 141, as a process killed by SIGPIPE would.
+cluster or a lost process), 130 when interrupted; output cut off by a closed pipe
+(``| head``) ends quietly with status 141, as a process killed by SIGPIPE would.
 """
 
 from __future__ import annotations
@@ -82,7 +84,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="replace an earlier run in --out (once the new one has finished), or discard an "
                           "interrupted one")
     run.add_argument("--distributed", action="store_true",
-                     help="multi-host: call jax.distributed.initialize() first (run the same command on every host)")
+                     help="several processes: call jax.distributed.initialize() first (run the same command in "
+                          "every process; under SLURM or Open MPI the flags below are detected)")
+    run.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                     help="with --distributed: process 0's address and a free port (default: detected, or "
+                          "JAX_COORDINATOR_ADDRESS)")
+    run.add_argument("--num-processes", default=None, metavar="N",
+                     help="with --distributed: the number of processes (default: detected)")
+    run.add_argument("--process-id", default=None, metavar="I",
+                     help="with --distributed: this process's id, 0..N-1 (default: detected)")
     run.set_defaults(run_parser=run)
     report = sub.add_parser("report", help="run every experiment and write REPORT.md (claims C1-C9)")
     report.add_argument("--profile", default="default", help="default (CPU), quick (smoke run) or gpu")
@@ -220,6 +230,9 @@ def _resume_hint(name: str, out: Path) -> str:
 
 def _run(args) -> int:
     if args.name == REPORT_ALIAS:
+        if args.distributed:
+            _fail(f"--distributed runs one experiment, not lpg run {REPORT_ALIAS} (lpg report): run each experiment "
+                  "with lpg run NAME --distributed, or the report in one process")
         sets = _overrides(args.overrides)
         unknown = set(sets) - {"profile", "only", "skip", "cpu_skip"}
         if unknown:
@@ -230,6 +243,7 @@ def _run(args) -> int:
         return _report_with(opts, args.out or Path("runs") / REPORT_ALIAS, args.resume)
     from lpg.experiments import get
 
+    cluster = _cluster(args)
     try:
         exp = get(args.name)
         if args.help:
@@ -254,8 +268,9 @@ def _run(args) -> int:
     except ValueError as e:
         _fail(str(e))
     if args.distributed:
-        _distributed()
+        _distributed(cluster)
     from lpg.results import fmt_seeds, is_writer
+    from lpg.sweep import LostProcess
 
     talk = is_writer()
     header = [f"lpg run {exp.name}: {len(seeds)} seeds ({fmt_seeds(seeds)}) -> {out}"]
@@ -276,6 +291,10 @@ def _run(args) -> int:
     except KeyboardInterrupt:
         print("\n" + _resume_hint(exp.name, out), file=sys.stderr)
         return EXIT_INTERRUPTED
+    except LostProcess as e:
+        hint = _resume_hint(exp.name, out).removeprefix("lpg: ")
+        print(f"lpg: error: --distributed: {_one_line(e)}; {hint}", file=sys.stderr)
+        _exit_now(EXIT_FAULT)
     if talk:
         print(exp.text(summary))
         print(f"results: {out}  ({time.perf_counter() - t0:.1f}s)")
@@ -284,19 +303,65 @@ def _run(args) -> int:
     return 0
 
 
-def _distributed() -> None:
-    """``jax.distributed.initialize()``; no cluster to join is one line."""
+def _cluster(args) -> dict:
+    """``--coordinator``, ``--num-processes`` and ``--process-id`` as keyword arguments of
+    ``jax.distributed.initialize``, validated before anything is initialised; the ones
+    not given are left to its detection (SLURM, Open MPI, ``JAX_COORDINATOR_ADDRESS``)."""
+    flags = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
+             "--process-id": args.process_id}
+    given = [flag for flag, value in flags.items() if value is not None]
+    if given and not args.distributed:
+        _fail(f"{given[0]} is an option of --distributed: add --distributed, or drop {given[0]} to run in one process")
+    kw = {}
+    if args.coordinator is not None:
+        host, sep, port = args.coordinator.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            _fail(f"--coordinator must be HOST:PORT (process 0's host, a port in [1, 65535]), got {args.coordinator!r}")
+        kw["coordinator_address"] = args.coordinator
+    n = _integer(args.num_processes, "--num-processes", 1, MAX_SEED)
+    if n is not None:
+        kw["num_processes"] = n
+    if args.process_id is not None:
+        pid = _integer(args.process_id, "--process-id", 0, MAX_SEED)
+        if n is not None and pid >= n:
+            _fail(f"--process-id must be below --num-processes {n} (the ids are 0..{n - 1}), got {args.process_id!r}")
+        kw["process_id"] = pid
+    return kw
+
+
+# A process that stops answering (killed, its host lost) is declared dead after this long, and the
+# others then stop with an error rather than wait for it: long enough for a busy host (the heartbeat is
+# sent by a thread of its own, compiling does not hold it up), short next to JAX's default of 100 s.
+HEARTBEAT_TIMEOUT_S = 20
+
+
+def _exit_now(code: int) -> None:
+    """End the process now, its output flushed, without the interpreter's teardown: in a
+    multi-process job that lost a process, JAX would first wait at a shutdown barrier for
+    every process (a dead one never comes), then abort with a page of log after the line
+    already printed; after a Ctrl-C that left XLA busy in a worker thread, tearing the
+    interpreter down under it can crash."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _distributed(cluster: dict) -> None:
+    """``jax.distributed.initialize(**cluster)``; no cluster to join is one line."""
     import jax
 
     from lpg.results import Fault
 
     try:
-        jax.distributed.initialize()
+        jax.distributed.initialize(**cluster, heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S)
     except (ValueError, RuntimeError) as e:
         why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise Fault(f"--distributed: no cluster to join ({why}); run the same command on every host under SLURM or "
-                    "Open MPI (detected automatically) or with JAX_COORDINATOR_ADDRESS set, or drop --distributed "
-                    "to run in one process") from None
+        raise Fault(f"--distributed: no cluster to join ({why}); run the same command in every process under SLURM "
+                    "or Open MPI (detected automatically), or give --coordinator HOST:PORT --num-processes N "
+                    "--process-id I, or drop --distributed to run in one process") from None
 
 
 def _report_with(options: dict, out: Path, resume: bool) -> int:
@@ -402,20 +467,38 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _after_interrupt() -> None:
+    """Once a Ctrl-C has been handled: forget it, and if it left XLA busy in a worker
+    thread (:mod:`lpg.interrupt`) end the process now with status 130 (the finished chunks
+    are on disk and the lock is released; tearing the interpreter down under a running
+    XLA call can crash)."""
+    from lpg import interrupt
+
+    interrupt.clear()
+    if interrupt.abandoned():
+        _exit_now(EXIT_INTERRUPTED)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = ""
+    from lpg import interrupt
+
+    interrupt.install()
     try:
         args = _parser().parse_args(argv)
         args.argv, command = argv, args.command
         code = {"list": _list, "show": _show, "run": _run, "report": _report, "plot": _plot}[command](args)
         sys.stdout.flush()  # here, where a closed pipe can still be told apart from a fault
+        if code == EXIT_INTERRUPTED:
+            _after_interrupt()
         return code
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("\nlpg: interrupted", file=sys.stderr)
+        _after_interrupt()
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 — one line, not a traceback
         if os.environ.get("LPG_DEBUG") == "1":

@@ -23,7 +23,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lpg import _checks
+from lpg import _checks, progress
 from lpg.algorithms.train import step_key
 from lpg.metrics import error, sequence_log_likelihoods
 
@@ -76,7 +76,24 @@ def run_until(
         return st, jnp.asarray(target(problem, st.w), bool)
 
     done0 = jnp.asarray(target(problem, state.w), bool)
-    state, done = jax.lax.while_loop(cond, body, (state, done0))
+    progress.expect(max_steps)
+    if progress.CALLBACKS:
+        # The same loop cut into blocks of checks for the live progress (lpg.progress): a block
+        # is reported when the next one starts, the rest of the budget once every run has hit
+        # or spent it (so a run that hits in its first block makes one report).
+        block = check_every * progress.stride(max_steps // check_every)
+
+        def block_body(carry):
+            st, done, n = carry
+            progress.report_done(block, after=n - 1, like=(key, st))  # from the second block on
+            end = jnp.minimum(st.step + block, max_steps)
+            st, done = jax.lax.while_loop(lambda c: cond(c) & (c[0].step < end), body, (st, done))
+            return st, done, n + 1
+
+        state, done, n = jax.lax.while_loop(lambda c: cond(c[:2]), block_body, (state, done0, jnp.int32(0)))
+        progress.report_rest(max_steps, block, n - 1, like=(key, state))
+    else:
+        state, done = jax.lax.while_loop(cond, body, (state, done0))
     return Hit(done, state.step, state.log_queries, state.w, state.queries, state.aux)
 
 

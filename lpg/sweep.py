@@ -23,7 +23,8 @@ times the seeds (seed-minor) — and evaluates ``jit(vmap(fn))`` on it:
   (``jax.sharding.NamedSharding`` on a 1-D mesh named ``"runs"``); ``chunk_size`` is
   rounded up to a multiple of the device count. In a multi-host job started with
   ``jax.distributed.initialize()`` the mesh spans every process's devices, each process
-  builds the same inputs, and the outputs are gathered back on every host; process 0
+  builds the same inputs, and the outputs are gathered back on every host (a gather that
+  fails because another process has stopped raises :class:`LostProcess`); process 0
   alone writes checkpoints, so ``out_dir`` must be on a filesystem every host sees.
 * **checkpoints.** With ``out_dir``, each finished chunk is written atomically to
   ``chunk_NNNNNN.npz`` next to ``sweep.json`` (what the sweep is); ``resume=True``
@@ -31,10 +32,13 @@ times the seeds (seed-minor) — and evaluates ``jit(vmap(fn))`` on it:
   uninterrupted sweep; it refuses a checkpoint of another sweep, or one written by other
   lpg source code (:func:`lpg.results.code_digest`), and a truncated or corrupted chunk
   raises :class:`lpg.results.Fault` naming it (deleted, it is computed again).
-* **progress.** A status line on stderr (runs done, elapsed, ETA, runs/s and reward
-  queries/s when the outputs have a ``log_queries`` leaf — cumulative natural-log
-  counts whose last entry per run is the run's total), shown only on a terminal unless
-  ``progress=True``. Compile time (``lower`` + ``compile``) is measured on its own;
+* **progress.** Live progress on stderr (:mod:`lpg.progress`): on a terminal a bar that
+  moves within a chunk (the training loops report their steps from inside the compiled
+  call), off a terminal one line every ``LPG_PROGRESS_EVERY`` seconds (default 10);
+  runs and steps done, elapsed, ETA, runs/s and reward queries/s once a chunk is done
+  (when the outputs have a ``log_queries`` leaf — cumulative natural-log counts whose
+  last entry per run is the run's total). ``progress=False`` or ``LPG_PROGRESS=0``
+  turns it off. Compile time (``lower`` + ``compile``) is measured on its own;
   the compiled program is kept and reused by a later sweep of the same ``fn`` object
   with the same setting names, dtypes, chunk size and devices (``compile_s`` is then 0).
 
@@ -46,7 +50,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -57,6 +60,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lpg.interrupt import promptly
+from lpg import progress as _progress
+from lpg.progress import format_log_count
 from lpg.results import (Fault, atomic_write_bytes, atomic_write_json, code_digest, is_writer, load_npz,
                          npz_bytes, read_json, to_jsonable)
 
@@ -202,24 +208,6 @@ def _clear_checkpoint(out_dir: Path) -> None:
 # ---------------------------------------------------------------------------------
 
 
-def _fmt_time(s: float) -> str:
-    if not math.isfinite(s):
-        return "?"
-    s = int(round(s))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
-def format_log_count(log_value: float) -> str:
-    """A count given by its natural log, readable: ``1.23e+06`` or ``10^443.6``."""
-    if not math.isfinite(log_value):
-        return "0" if log_value < 0 else "inf"
-    if log_value < math.log(1e15):
-        return f"{math.exp(log_value):.3g}"
-    return f"10^{log_value / math.log(10):.1f}"
-
-
 def _query_leaves(out_info) -> list[int]:
     """Indices of the leaves named ``log_queries`` (attribute or dict key)."""
     found = []
@@ -242,31 +230,6 @@ def _log_total_queries(leaves: list[np.ndarray], which: list[int]) -> float:
     return float(total)
 
 
-class _Progress:
-    def __init__(self, enabled: bool, desc: str, total: int):
-        self.enabled, self.desc, self.total = enabled, desc, total
-        self.t0 = time.perf_counter()
-        self.width = 0
-
-    def say(self, text: str, end: str = "") -> None:
-        if not self.enabled:
-            return
-        line = f"{self.desc}: {text}" if self.desc else text
-        pad = max(0, self.width - len(line))
-        sys.stderr.write("\r" + line + " " * pad + end)
-        sys.stderr.flush()
-        self.width = 0 if end else len(line)
-
-    def update(self, done: int, new_runs: int, log_queries: float) -> None:
-        elapsed = time.perf_counter() - self.t0
-        rate = new_runs / elapsed if elapsed > 0 else float("nan")
-        eta = (self.total - done) / rate if rate > 0 else float("nan")
-        text = f"{done}/{self.total} runs  {_fmt_time(elapsed)} elapsed  ETA {_fmt_time(eta)}  {rate:.3g} runs/s"
-        if math.isfinite(log_queries) and elapsed > 0:
-            text += f"  {format_log_count(log_queries - math.log(elapsed))} queries/s"
-        self.say(text, end="\n" if done == self.total else "")
-
-
 # ---------------------------------------------------------------------------------
 # The sweep
 # ---------------------------------------------------------------------------------
@@ -276,20 +239,32 @@ def _global_array(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
 
+class LostProcess(Fault):
+    """Gathering a chunk's outputs across the processes of a ``jax.distributed`` job
+    failed: another process has stopped (or cannot be reached), and the job cannot go on."""
+
+
 def _to_host(tree) -> list[np.ndarray]:
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
-        tree = multihost_utils.process_allgather(tree, tiled=True)
+        jax.block_until_ready(tree)  # a fault of this process's own computation is raised as it is, here
+        try:
+            tree = multihost_utils.process_allgather(tree, tiled=True)
+        except (RuntimeError, ValueError) as e:  # gloo's error surfaces as either, depending on where
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise LostProcess(f"another process of the job has stopped (gathering a chunk's outputs failed: "
+                              f"{why})") from e
     return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(tree))]
 
 
 class _Program:
     """A lowered (traced) and, once needed, compiled program for one chunk shape."""
 
-    def __init__(self, lowered):
+    def __init__(self, lowered, steps_per_run: int = 0):
         self.lowered = lowered
         self.compiled = None
+        self.steps_per_run = steps_per_run  # as its loops declared them (lpg.progress.expect); 0: unknown
 
 
 _PROGRAMS: dict = {}
@@ -339,18 +314,24 @@ def _program(fn, settings: dict, c: int, devices, chunk_inputs, vmap_size=None) 
     """The program of ``fn`` for chunks of ``c`` runs, reused across :func:`sweep` calls
     with the same function, setting names and dtypes, chunk size, devices and
     ``vmap_size`` (like ``jax.jit``, a function is identified by the object itself)."""
+    plans = []
 
     def one(kd, st):
-        return fn(kd, **st)
+        with _progress.planning() as plan:
+            out = fn(kd, **st)
+        plans.append(plan.steps)
+        return out
 
     try:
-        key = (fn, tuple((k, str(v.dtype)) for k, v in settings.items()), c, tuple(devices), vmap_size)
+        key = (fn, tuple((k, str(v.dtype)) for k, v in settings.items()), c, tuple(devices), vmap_size,
+               _progress.compiled_settings())
         hash(key)
     except TypeError:
         key = None
     if key is not None and key in _PROGRAMS:
         return _PROGRAMS[key]
-    program = _Program(jax.jit(_batched(one, len(devices), c, vmap_size)).lower(*chunk_inputs(0)))
+    lowered = jax.jit(_batched(one, len(devices), c, vmap_size)).lower(*chunk_inputs(0))
+    program = _Program(lowered, max(plans, default=0))
     if key is not None:
         if len(_PROGRAMS) >= _MAX_PROGRAMS:
             _PROGRAMS.pop(next(iter(_PROGRAMS)))
@@ -389,8 +370,7 @@ def sweep(
     c = min(chunk_size if chunk_size is not None else R, R)
     c = -(-c // n_dev) * n_dev
     n_chunks = -(-R // c)
-    show = sys.stderr.isatty() if progress is None else bool(progress)
-    bar = _Progress(show, desc, R)
+    bar = _progress.Tracker(desc, R, show=progress if is_writer() else False)  # one process of a job talks
 
     key_data = _key_data(seed)
     mesh = Mesh(np.asarray(devices), (AXIS,))
@@ -430,31 +410,33 @@ def sweep(
             atomic_write_json(ckpt / "sweep.json", spec)
 
     compile_s = 0.0
-    if len(chunks) < n_chunks and program.compiled is None:
-        bar.say("compiling…")
-        t = time.perf_counter()
-        program.compiled = program.lowered.compile()
-        compile_s = time.perf_counter() - t
-        bar.say(f"compiled in {compile_s:.1f}s", end="\n")
-    compiled = program.compiled
-
-    bar.t0 = time.perf_counter()
     log_q = -math.inf
     start = len(chunks)
-    for i in range(start, n_chunks):
-        out = compiled(*chunk_inputs(i))
-        leaves = _to_host(out)
-        if ckpt is not None and writer:
-            atomic_write_bytes(_chunk_path(ckpt, i), npz_bytes({f"leaf_{j}": a for j, a in enumerate(leaves)}))
-        chunks.append(leaves)
-        done = min((i + 1) * c, R)
-        real = done - i * c
-        if query_leaves:
-            log_q = float(np.logaddexp(log_q, _log_total_queries([a[:real] for a in leaves], query_leaves)))
-        bar.update(done, done - min(start * c, R), log_q)
-        if on_chunk is not None:
-            on_chunk(done, R)
-    run_s = time.perf_counter() - bar.t0 if start < n_chunks else 0.0
+    per_chunk = c * program.steps_per_run  # steps of a chunk's runs, padding included (0: unknown)
+    with bar:  # the step reports of the runs go to it while it is open
+        if len(chunks) < n_chunks and program.compiled is None:
+            t = time.perf_counter()
+            program.compiled = promptly(program.lowered.compile)
+            compile_s = time.perf_counter() - t
+            bar.note(f"compiled in {compile_s:.1f}s", end="\n")
+        compiled = program.compiled
+
+        t_run = time.perf_counter()
+        if start < n_chunks:
+            bar.begin(steps_total=n_chunks * per_chunk, steps_done=start * per_chunk, runs_done=min(start * c, R))
+        for i in range(start, n_chunks):
+            leaves = promptly(lambda: _to_host(compiled(*chunk_inputs(i))))  # Ctrl-C at once, not after the chunk
+            if ckpt is not None and writer:
+                atomic_write_bytes(_chunk_path(ckpt, i), npz_bytes({f"leaf_{j}": a for j, a in enumerate(leaves)}))
+            chunks.append(leaves)
+            done = min((i + 1) * c, R)
+            real = done - i * c
+            if query_leaves:
+                log_q = float(np.logaddexp(log_q, _log_total_queries([a[:real] for a in leaves], query_leaves)))
+            bar.chunk_done(done, log_q, steps_done=(i + 1) * per_chunk)
+            if on_chunk is not None:
+                on_chunk(done, R)
+        run_s = time.perf_counter() - t_run if start < n_chunks else 0.0
 
     stacked = [np.concatenate([ch[j] for ch in chunks])[:R] for j in range(n_leaves)]
     outputs = jax.tree_util.tree_unflatten(treedef, stacked)
@@ -466,5 +448,5 @@ def grid_size(grid: Mapping[str, Sequence]) -> int:
     return int(np.prod([len(v) for v in grid.values()], dtype=np.int64)) if grid else 1
 
 
-__all__ = ["SweepResult", "auto_vmap_size", "format_log_count", "grid_size", "run_axis", "run_key", "seed_list",
-           "sweep"]
+__all__ = ["LostProcess", "SweepResult", "auto_vmap_size", "format_log_count", "grid_size", "run_axis", "run_key",
+           "seed_list", "sweep"]

@@ -3,7 +3,7 @@ ones pinned in ``tests/fixtures/regression/`` (the code before the redesign into
 strategy objects and experiment specs computed them), up to float32 rounding.
 
 ``barrier`` and ``figure2`` run at their defaults (seconds each), ``scaling-n`` at a small
-size (``SMALL``); ``scaling-n`` at its defaults (about 3 minutes on 2 CPU cores) and at
+size (``SMALL``); ``scaling-n`` at its defaults (about 5 minutes on 2 CPU cores) and at
 its ``quick`` profile only with ``LPG_SLOW=1``. What is compared: every number, list and
 flag of the summary; not the timing (machine-dependent) and not keys the fixture does
 not have. The default ``barrier`` run also carries the main job's per-centre acceptance

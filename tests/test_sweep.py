@@ -222,7 +222,8 @@ def test_progress_line_reports_throughput_and_queries(capsys):
     assert "4/4 runs" in err and "runs/s" in err and "queries/s" in err and "ETA" in err
 
 
-def test_quiet_when_not_a_terminal(capsys):
+def test_quiet_off_a_terminal_before_the_first_interval(capsys, monkeypatch):
+    monkeypatch.setenv("LPG_PROGRESS_EVERY", "3600")  # a line an hour (lpg.progress): none in this sweep
     sweep(one_run, GRID, seeds=1, chunk_size=CHUNK)
     assert capsys.readouterr().err == ""
 

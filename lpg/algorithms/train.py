@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
-from lpg import _checks, rewards
+from lpg import _checks, progress, rewards
 from lpg.algorithms.base import AbstractAlgorithm, Hyper, TrainState
 from lpg.problem import Evaluation, Problem, evaluate
 
@@ -53,7 +53,8 @@ def train(alg: AbstractAlgorithm, problem: Problem, hyper: Hyper, key: PRNGKeyAr
           log_every: int, w0=None) -> TrainResult:
     """Run ``steps`` steps of ``alg`` from ``w0`` (default: the base model, or zeros),
     logging every ``log_every`` steps. Pure, jit- and vmap-able (``steps`` and
-    ``log_every`` are static)."""
+    ``log_every`` are static); the steps done are reported at the log points to a
+    sweep's live progress (:mod:`lpg.progress`)."""
     steps = _checks.int_at_least("steps", steps, 1)
     log_every = _checks.int_at_least("log_every", log_every, 1)
     if steps % log_every:
@@ -62,6 +63,8 @@ def train(alg: AbstractAlgorithm, problem: Problem, hyper: Hyper, key: PRNGKeyAr
         w0 = problem.base_weights()
     tau = jax.random.randint(jax.random.fold_in(key, TAU_DATA), (), 1, steps + 1)
     state = alg.init(w0, hyper)
+    n_points = steps // log_every
+    progress.expect(steps)
 
     def inner(carry, _):
         st, wr = carry
@@ -73,9 +76,10 @@ def train(alg: AbstractAlgorithm, problem: Problem, hyper: Hyper, key: PRNGKeyAr
         return Curves(st.step, ev.test_error, ev.track_log_lik, st.log_queries, grad_norm, success,
                       {**st.aux, **metrics_aux}, st.queries)
 
-    def outer(carry, _):
+    def outer(carry, i):
         carry, ms = jax.lax.scan(inner, carry, None, length=log_every)
         st = carry[0]
+        progress.report_at_point(i, n_points, log_every, after=st.step, like=(key, st))
         mean = lambda v: jnp.mean(v, axis=0)  # noqa: E731
         return carry, point(st, evaluate(problem, st.w), mean(ms.grad_norm), mean(ms.success),
                             jax.tree_util.tree_map(mean, ms.aux))
@@ -86,6 +90,7 @@ def train(alg: AbstractAlgorithm, problem: Problem, hyper: Hyper, key: PRNGKeyAr
     nan = jnp.asarray(jnp.nan, jnp.float32)
     aux_shape = jax.eval_shape(alg.step, state, key, problem, hyper)[1].aux
     first = point(state, ev0, nan, nan, jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), aux_shape))
-    (state, w_rand), rest = jax.lax.scan(outer, (state, w0), None, length=steps // log_every)
+    points = jnp.arange(n_points) if progress.CALLBACKS else None  # the live progress (lpg.progress)
+    (state, w_rand), rest = jax.lax.scan(outer, (state, w0), points, length=n_points)
     curves = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
     return TrainResult(state, curves, w_rand, evaluate(problem, w_rand))
