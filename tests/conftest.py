@@ -255,3 +255,25 @@ def fast_compile():
     compiled (jit vs un-jitted, vmap vs loop) use ``xla_optimisations(True)``."""
     with xla_optimisations(False):
         yield
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child that a test interrupts: SIGINT handled as by default
+    (Python's KeyboardInterrupt), also when the test run itself ignores it, as a
+    background job of a non-interactive shell does."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def python_sigint():
+    """SIGINT raising KeyboardInterrupt in this process for the duration (restored after),
+    also when the test run ignores it."""
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import default_sigint
 from lpg import cli, experiments, spec
 from lpg.experiments import figure2
 from lpg.results import FILES, lock_file, read_results, staging_dir
@@ -217,7 +218,8 @@ def test_interrupted_run_leaves_complete_files_and_resumes_identically(tiny_run,
     before = snapshot(out)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     argv = [sys.executable, "-m", "lpg.cli", "run", "barrier", "--seeds", "4", *args, "--out", str(out), "--overwrite"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=default_sigint)
     stage = staging_dir(out)
     first = stage / "checkpoint" / "runs" / "chunk_000000.npz"
     deadline = time.monotonic() + 240

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from conftest import default_sigint, python_sigint
 from lpg import cli
 from lpg.interrupt import abandoned, promptly
 from lpg.results import read_results, staging_dir
@@ -34,8 +35,8 @@ def test_promptly_is_interrupted_while_the_call_runs():
     release = threading.Event()
     timer = threading.Timer(0.2, _thread.interrupt_main)
     t0 = time.monotonic()
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
+    with python_sigint(), pytest.raises(KeyboardInterrupt):
+        timer.start()
         promptly(lambda: release.wait(30))
     assert time.monotonic() - t0 < 5  # not the 30 s the call would take
     assert abandoned()
@@ -46,9 +47,9 @@ def test_promptly_is_interrupted_while_the_call_runs():
     assert not abandoned()
 
 
-# One seed per chunk; a chunk takes several seconds, so a signal lands inside one.
+# One seed per chunk; a chunk takes seconds, so a signal lands inside one.
 SLOW_CHUNK = {"d": "8", "k": "4", "N": "12", "n_centres": "8", "n_test": "32", "pretrain_steps": "10",
-              "pretrain_batch": "16", "pg_steps": "20000", "pg_batch": "16", "log_every": "5000", "chunk_size": "1"}
+              "pretrain_batch": "16", "pg_steps": "100000", "pg_batch": "16", "log_every": "25000", "chunk_size": "1"}
 
 
 def interrupt(argv, when, limit: float):
@@ -56,7 +57,7 @@ def interrupt(argv, when, limit: float):
     ``(status, stderr, seconds from the signal to the exit)``."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "lpg.cli", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint)
     deadline = time.monotonic() + 240
     while not when() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -81,8 +82,9 @@ def test_ctrl_c_during_compilation_and_mid_chunk_exits_at_once(tmp_path, capsys)
     assert not first.exists()
     # Mid-chunk: the second chunk is running; the first is kept, the second is not written half.
     resume = ["run", "barrier", "--out", str(out), "--resume"]
-    code, err, took = interrupt(resume, lambda: first.exists() and time.sleep(1.0) is None, 5)
+    code, err, took = interrupt(resume, lambda: first.exists() and time.sleep(0.2) is None, 5)
     assert code == 130 and took < 5, (code, took, err[-2000:])
+    assert not out.exists(), "the run finished before the signal: make its chunks longer"
     assert "Traceback" not in err
     kept = first.read_bytes()
     assert not (first.parent / "chunk_000001.npz").exists()
