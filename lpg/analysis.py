@@ -148,6 +148,29 @@ def _ls_slope(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return np.where((nw >= 2) & (sxx > 1e-300), slope, np.nan)
 
 
+def _bootstrap_medians(g, keep, t, c, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, len(keep))``: the censoring-aware median of each group ``j`` in ``keep``
+    over its runs resampled with replacement (runs of group ``j``: ``g == j``)."""
+    rng = np.random.default_rng(seed)
+    boot = np.full((n_boot, keep.size), np.nan)
+    for col, j in enumerate(keep):
+        idx = np.flatnonzero(g == j)
+        draw = idx[rng.integers(0, idx.size, size=(n_boot, idx.size))]
+        boot[:, col] = _km_median_batch(t[draw], c[draw])
+    return boot
+
+
+def _regime_fields(g, gx, keep, estimable, c) -> dict:
+    """The fields a fit record keeps of its regime: the groups ``keep`` (``estimable``:
+    those with a finite median), their x range, and how many runs it holds, censored or
+    not, and how many groups had no estimate."""
+    used = keep[estimable]
+    in_regime = np.isin(g, keep)
+    return {"regime": [float(gx[used].min()), float(gx[used].max())] if used.size else [math.nan, math.nan],
+            "n_points": int(used.size), "n_censored": int(np.sum(c & in_regime)),
+            "n_unestimable": int(keep.size - used.size), "n_runs": int(np.sum(in_regime))}
+
+
 def fit_slope(
     x,
     times,
@@ -205,31 +228,15 @@ def fit_slope(
     Y = transform_y(medians)
     estimate = float(_ls_slope(X, Y[None])[0]) if keep.size else math.nan
 
-    rng = np.random.default_rng(seed)
-    boot = np.full((n_boot, keep.size), np.nan)
-    for col, j in enumerate(keep):
-        idx = np.flatnonzero(g == j)
-        draw = idx[rng.integers(0, idx.size, size=(n_boot, idx.size))]
-        boot[:, col] = _km_median_batch(t[draw], c[draw])
+    boot = _bootstrap_medians(g, keep, t, c, n_boot, seed)
     slopes = _ls_slope(X, transform_y(boot))
     valid = np.isfinite(slopes)
     if valid.any():
         ci = [float(np.percentile(slopes[valid], 2.5)), float(np.percentile(slopes[valid], 97.5))]
     else:
         ci = [math.nan, math.nan]
-    used = keep[np.isfinite(Y)]
-    in_regime = np.isin(g, keep)
-    return {
-        "estimate": estimate,
-        "ci": ci,
-        "regime": [float(gx[used].min()), float(gx[used].max())] if used.size else [math.nan, math.nan],
-        "n_points": int(used.size),
-        "n_censored": int(np.sum(c & in_regime)),
-        "n_unestimable": int(keep.size - used.size),
-        "n_runs": int(np.sum(in_regime)),
-        "points": {"x": gx[keep].tolist(), "median": medians.tolist()},
-        "boot_valid": float(valid.mean()),
-    }
+    return {"estimate": estimate, "ci": ci, **_regime_fields(g, gx, keep, np.isfinite(Y), c),
+            "points": {"x": gx[keep].tolist(), "median": medians.tolist()}, "boot_valid": float(valid.mean())}
 
 
 def theory_curve(x, times_median, exponent, *, log_x: bool = True, log_y: bool = True) -> np.ndarray:
@@ -363,28 +370,12 @@ def curvature_fit(x, times, censored, *, regime=None, min_points: int = 4, n_boo
     medians = np.array([censored_median(t[g == j], c[g == j]) for j in keep])
     estimate = float(curvature_share(X, medians[None], min_points=min_points)[0]) if keep.size else math.nan
 
-    rng = np.random.default_rng(seed)
-    boot = np.full((n_boot, keep.size), np.nan)
-    for col, j in enumerate(keep):
-        idx = np.flatnonzero(g == j)
-        draw = idx[rng.integers(0, idx.size, size=(n_boot, idx.size))]
-        boot[:, col] = _km_median_batch(t[draw], c[draw])
+    boot = _bootstrap_medians(g, keep, t, c, n_boot, seed)
     shares = curvature_share(X, boot, min_points=min_points) if keep.size else np.full(n_boot, np.nan)
     shares = np.where(np.isnan(shares), np.inf, shares)
     ci = [_percentile(shares, 2.5), _percentile(shares, 97.5)] if math.isfinite(estimate) else [math.nan, math.nan]
-    used = keep[np.isfinite(medians)]
-    in_regime = np.isin(g, keep)
-    return {
-        "estimate": estimate,
-        "ci": ci,
-        "regime": [float(gx[used].min()), float(gx[used].max())] if used.size else [math.nan, math.nan],
-        "n_points": int(used.size),
-        "n_censored": int(np.sum(c & in_regime)),
-        "n_unestimable": int(keep.size - used.size),
-        "n_runs": int(np.sum(in_regime)),
-        "points": {"x": X.tolist(), "median": medians.tolist()},
-        "boot_valid": float(np.isfinite(shares).mean()),
-    }
+    return {"estimate": estimate, "ci": ci, **_regime_fields(g, gx, keep, np.isfinite(medians), c),
+            "points": {"x": X.tolist(), "median": medians.tolist()}, "boot_valid": float(np.isfinite(shares).mean())}
 
 
 def curvature_record(fit: dict, bound: float, *, note: str = "", claim: str = "") -> dict:

@@ -277,3 +277,29 @@ def python_sigint():
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+_SANITY_COMPILES = itertools.count(7)
+
+
+def assert_raise_before_compiling(calls: dict) -> None:
+    """Each of ``calls`` (name -> a function of no argument) raises ``ValueError`` with no
+    backend compile on the way; a compile of a new shape first shows that compiles are
+    observed, so the check is not vacuous."""
+    events = []
+
+    def listener(event, duration, **kw):
+        if "backend_compile" in event:
+            events.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        jax.jit(lambda v: v * 3.0 + 1.0)(jnp.arange(float(next(_SANITY_COMPILES)))).block_until_ready()
+        assert events, "compile events are not observable; the check below would be vacuous"
+        for name, call in calls.items():
+            events.clear()
+            with pytest.raises(ValueError):
+                call()
+            assert not events, f"{name} compiled before raising"
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)

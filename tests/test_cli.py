@@ -359,24 +359,29 @@ def test_an_earlier_run_is_replaced_only_with_overwrite(tiny_run, tmp_path, caps
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask(), name
 
 
-def test_a_finished_run_with_the_same_settings_is_reused(tiny_run, tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def finished_copy(tiny_run, tmp_path, monkeypatch) -> Path:
+    """``tmp_path/out``: a copy of the finished tiny run, where computing a sweep or
+    drawing a figure fails the test (a run that must only read or refuse)."""
     out = tmp_path / "out"
     shutil.copytree(tiny_run, out)
-    before = snapshot(tmp_path)
     monkeypatch.setattr(spec, "sweep", never)
     no_figures(monkeypatch)
+    return out
+
+
+def test_a_finished_run_with_the_same_settings_is_reused(finished_copy, tmp_path, capsys):
+    out = finished_copy
+    before = snapshot(tmp_path)
     code, text, err = run_cli(["run", "barrier", "--seeds", "2", *tiny_args(), "--out", str(out)], capsys)
     assert code == 0 and "already holds this run" in err and "--overwrite computes it again" in err
     assert "ORM" in text
     assert snapshot(tmp_path) == before
 
 
-def test_resume_names_every_conflicting_setting(tiny_run, tmp_path, capsys, monkeypatch):
-    out = tmp_path / "out"
-    shutil.copytree(tiny_run, out)
+def test_resume_names_every_conflicting_setting(finished_copy, tmp_path, capsys):
+    out = finished_copy
     before = snapshot(tmp_path)
-    monkeypatch.setattr(spec, "sweep", never)
-    no_figures(monkeypatch)
     argv = ["run", "barrier", "--out", str(out), "--resume"]
     code, text, err = run_cli([*argv, "--set", "N=13", "pg_lr=0.2", "k=4", "--seeds", "3", "--profile", "quick"],
                               capsys)
@@ -394,13 +399,10 @@ def test_resume_names_every_conflicting_setting(tiny_run, tmp_path, capsys, monk
     assert snapshot(tmp_path) == before
 
 
-def test_a_second_run_into_the_same_out_is_locked_out(tiny_run, tmp_path, capsys, monkeypatch):
+def test_a_second_run_into_the_same_out_is_locked_out(finished_copy, tmp_path, capsys):
     from lpg import results
 
-    out = tmp_path / "out"
-    shutil.copytree(tiny_run, out)
-    monkeypatch.setattr(spec, "sweep", never)
-    no_figures(monkeypatch)
+    out = finished_copy
     argv = ["run", "barrier", "--seeds", "2", *tiny_args(), "--out", str(out)]
     live = {"pid": os.getpid(), "pid_start": results._pid_start(os.getpid()), "hostname": results.socket.gethostname(),
             "started": "now", "command": "lpg run barrier"}

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_raise_before_compiling
 
 import lpg
 from lpg import metrics, tasks
@@ -181,23 +182,7 @@ def test_errors_raise_before_compiling():
         lambda: lpg.make_problem(_TEACHER, key=KEY, n_test=0),
         lambda: lpg.make_problem(_TEACHER, key=KEY, length=3),
     ]
-    events = []
-
-    def listener(event, duration, **kw):
-        if "backend_compile" in event:
-            events.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        jax.jit(lambda v: v * 3.0 + 1.0)(jnp.arange(7.0)).block_until_ready()
-        assert events, "compile events are not observable; the check below would be vacuous"
-        for i, call in enumerate(calls):
-            events.clear()
-            with pytest.raises(ValueError):
-                call()
-            assert not events, f"call {i} compiled before raising"
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+    assert_raise_before_compiling({f"call {i}": call for i, call in enumerate(calls)})
 
 
 def test_valid_edge_values_are_accepted():
