@@ -467,19 +467,22 @@ def _quiet_stdout() -> None:
         pass
 
 
-def _after_interrupt() -> None:
-    """Once a Ctrl-C has been handled: forget it, and if it left XLA busy in a worker
-    thread (:mod:`lpg.interrupt`) end the process now with status 130 (the finished chunks
-    are on disk and the lock is released; tearing the interpreter down under a running
-    XLA call can crash)."""
+def _after_interrupt(own_process: bool) -> None:
+    """Once a Ctrl-C has been handled: forget it, and end the process now with status 130
+    when it is lpg's own (``own_process``: the ``lpg`` command, not a caller of
+    :func:`main`) or when the interrupt left XLA busy in a worker thread
+    (:mod:`lpg.interrupt`). The finished chunks are on disk and the lock is released by
+    then, and tearing the interpreter down after an interrupted JAX computation can abort
+    (``terminate called without an active exception``, status 134)."""
     from lpg import interrupt
 
     interrupt.clear()
-    if interrupt.abandoned():
+    if own_process or interrupt.abandoned():
         _exit_now(EXIT_INTERRUPTED)
 
 
 def main(argv=None) -> int:
+    own_process = argv is None  # the lpg command itself (a caller of main passes argv)
     argv = list(sys.argv[1:] if argv is None else argv)
     command = ""
     from lpg import interrupt
@@ -491,14 +494,14 @@ def main(argv=None) -> int:
         code = {"list": _list, "show": _show, "run": _run, "report": _report, "plot": _plot}[command](args)
         sys.stdout.flush()  # here, where a closed pipe can still be told apart from a fault
         if code == EXIT_INTERRUPTED:
-            _after_interrupt()
+            _after_interrupt(own_process)
         return code
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("\nlpg: interrupted", file=sys.stderr)
-        _after_interrupt()
+        _after_interrupt(own_process)
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 — one line, not a traceback
         if os.environ.get("LPG_DEBUG") == "1":
