@@ -4,6 +4,7 @@
     lpg show NAME                              an experiment's settings: type, default, bounds, help
     lpg run NAME [--seeds S] [--first-seed F] [--profile P] [--set key=value ...] [--out DIR] [--overwrite]
     lpg run NAME --out DIR --resume            continue (or show) the run recorded in DIR
+    lpg run NAME --out DIR --resume --seeds S  add seeds to the finished run in DIR (the others are not recomputed)
     lpg run NAME --distributed [--coordinator HOST:PORT --num-processes N --process-id I]
                                                one run over several processes (SLURM: detected)
     lpg run NAME --help                        the same settings, with the run options
@@ -79,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="change a setting (repeatable); lists are comma-separated")
     run.add_argument("--out", type=Path, default=None, help="results directory (default: runs/NAME)")
     run.add_argument("--resume", action="store_true",
-                     help="continue the run recorded in --out with its recorded settings (or show it if finished)")
+                     help="continue the run recorded in --out with its recorded settings (or show it if finished); "
+                          "with a larger --seeds, add seeds to a finished run without computing the others again")
     run.add_argument("--overwrite", action="store_true",
                      help="replace an earlier run in --out (once the new one has finished), or discard an "
                           "interrupted one")
@@ -168,8 +170,9 @@ def _show(args) -> int:
 def _recorded(exp, args, out: Path):
     """``(config, seeds, profile)`` of the run recorded for ``out`` (``--resume``): the
     recorded settings, checked against every ``--set``, ``--seeds``, ``--first-seed`` and
-    ``--profile`` given (each conflict named, with both values)."""
-    from lpg.results import recorded_run, staging_dir
+    ``--profile`` given (each conflict named, with both values). More ``--seeds`` than a
+    finished run has, extending its seed list, add seeds to it."""
+    from lpg.results import fmt_seeds, recorded_run, staging_dir
 
     found = recorded_run(out)
     if found is None:
@@ -198,10 +201,23 @@ def _recorded(exp, args, out: Path):
             fmt = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)  # noqa: E731
             conflicts.append(f"{key} (recorded {fmt(config[key])}, given {fmt(value)})")
     count, first = _seeds(args.seeds), _integer(args.first_seed, "--first-seed", 0, MAX_SEED)
-    if count is not None and count != len(seeds):
-        conflicts.append(f"--seeds (recorded {len(seeds)}, given {count})")
-    if first is not None and (not seeds or first != seeds[0]):
+    same_first = first is None or (seeds and first == seeds[0])
+    if not same_first:
         conflicts.append(f"--first-seed (recorded {seeds[0] if seeds else 'none'}, given {first})")
+    if count is not None and count > len(seeds) and seeds and same_first:
+        more = list(range(seeds[0], seeds[0] + count))
+        if more[-1] > MAX_SEED:
+            _fail(f"--seeds {count} from the recorded first seed {seeds[0]} goes past the largest seed {MAX_SEED}")
+        if more[:len(seeds)] != seeds:
+            conflicts.append(f"--seeds (recorded {len(seeds)}, given {count}: seeds {fmt_seeds(more)} do not extend "
+                             f"the recorded {fmt_seeds(seeds)})")
+        elif found.kind != "finished":
+            conflicts.append(f"--seeds (recorded {len(seeds)}, given {count}: seeds are added to a finished run only; "
+                             "finish this one first with --resume alone)")
+        else:
+            seeds = more  # seeds added to the finished run: the new ones are computed, the others read
+    elif count is not None and count != len(seeds):
+        conflicts.append(f"--seeds (recorded {len(seeds)}, given {count})")
     if args.profile is not None and profile is not None and args.profile != profile:
         conflicts.append(f"--profile (recorded {profile}, given {args.profile})")
     if conflicts:

@@ -15,7 +15,9 @@ the same directory, ``fsync``, then ``os.replace``; the file gets mode ``0666 & 
   95% interval of the mean over seeds (:func:`summarise`);
 * ``env.json``     — lpg and jax versions, backend, devices and default float dtype, and
   under ``run`` the record of the run: command line, seed list, profile, start time,
-  host name, git commit (when lpg runs from a checkout) and the digest of lpg's code.
+  host name, git commit (when lpg runs from a checkout) and the digest of lpg's code;
+  each resumed session is added under ``resumed``, each time seeds were added under
+  ``extended`` (:func:`plan_run`).
 
 Non-finite floats are written to JSON as ``null`` so every file is strict JSON.
 
@@ -514,6 +516,13 @@ def staging_dir(out) -> Path:
     return out.with_name(out.name + STAGING_SUFFIX)
 
 
+def discard(stage: Path) -> None:
+    """Remove a staging directory whose run was refused before it computed anything: a
+    fresh run's record, or a seed extension's record and links to the finished run's
+    chunks (only lpg's own files are ever there)."""
+    shutil.rmtree(stage, ignore_errors=True)
+
+
 def lock_file(out) -> Path:
     """The lock of runs into ``out``: ``.NAME.lock`` beside it."""
     out = Path(out)
@@ -697,14 +706,59 @@ class RunLock:
 class Plan(NamedTuple):
     """What :func:`plan_run` decided: ``action`` is ``reuse`` (``out`` holds this run,
     finished: read it), ``fresh`` (compute in ``stage``, empty but for the record) or
-    ``resume`` (continue the run in ``stage`` from its checkpoints)."""
+    ``resume`` (continue the run in ``stage`` from its checkpoints). ``blocks``: the
+    seed counts that end the run's blocks of seeds (:func:`seed_blocks`), each computed
+    as a sweep of its own."""
 
     action: str
     stage: Path
     out: Path
+    blocks: tuple[int, ...] = ()
 
 
 ACTIONS = ("reuse", "fresh", "resume")
+
+
+def seed_blocks(env, n: int) -> tuple[int, ...]:
+    """The blocks of a run's ``n`` seeds, as the seed counts that end them: ``(n,)`` for a
+    run started with all its seeds; a run extended from ``S0`` seeds (``--resume --seeds
+    S``, :func:`plan_run`) has ``(S0, S)``, one block more for each extension, recorded
+    under ``run.extended`` in ``env.json`` (``env``)."""
+    run = env.get("run") if isinstance(env, dict) else None
+    added = run.get("extended") if isinstance(run, dict) else None
+    ends = [e.get("seeds_before") for e in added if isinstance(e, dict)] if isinstance(added, list) else []
+    ends = [int(b) for b in ends if isinstance(b, int) and 0 < b < n]
+    return (*sorted(set(ends)), int(n))
+
+
+def total_timing(timing: dict, env) -> dict:
+    """``timing`` (``summary.json``'s, of this session) plus that of the run it extended
+    (recorded in ``env.json``, ``env``, when seeds were added): the time the results cost."""
+    run = env.get("run") if isinstance(env, dict) else None
+    added = run.get("extended") if isinstance(run, dict) else None
+    before = added[-1].get("timing_before") if isinstance(added, list) and added and isinstance(added[-1], dict) \
+        else None
+    if not isinstance(before, dict):
+        return timing
+
+    def plus(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for key, value in b.items():
+            if isinstance(value, dict):
+                out[key] = plus(a.get(key) if isinstance(a.get(key), dict) else {}, value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[key] = float(a.get(key) or 0.0) + float(value)
+        return out
+
+    return plus(timing, before)
+
+
+def adds_seeds(here: "DirState", want: dict, seeds) -> bool:
+    """Whether ``want`` with ``seeds`` is the run recorded in ``here`` with seeds added:
+    the same settings, and its seed list a strict prefix of ``seeds``."""
+    old, new = [int(s) for s in here.seeds], [int(s) for s in seeds]
+    return (here.config is not None and len(new) > len(old) and new[:len(old)] == old
+            and not differences(here.config, old, want, old))
 
 
 def check_out(out) -> None:
@@ -760,7 +814,11 @@ def plan_run(out, want: dict, seeds, *, resume: bool = False, overwrite: bool = 
     * ``resume``: the run in the staging directory (an interrupted one) is continued, a
       finished one there moved in; else a finished run in ``out`` is reused. The record
       must match ``want`` and ``seeds`` (``ValueError`` naming each difference); nothing
-      to resume is a ``ValueError``.
+      to resume is a ``ValueError``. Seeds extending a finished run's seed list add
+      seeds to it (:func:`adds_seeds`): it is staged with its checkpoints and resumed,
+      only the new seeds computed, as their own block (:func:`seed_blocks`); the finished
+      run stays in ``out`` until the extended one replaces it, and each extension is
+      recorded under ``run.extended`` in ``env.json``.
     * a new run: a finished run in ``out`` with the same settings, seeds and lpg code is
       reused unless ``overwrite``; one with others is replaced once the new run has
       finished, and only with ``overwrite``. An interrupted run in the staging directory
@@ -778,11 +836,11 @@ def plan_run(out, want: dict, seeds, *, resume: bool = False, overwrite: bool = 
         return _plan(out, stage, want, seeds, resume, overwrite, record, say or (lambda text: None))
     from jax.experimental import multihost_utils
 
-    code, error = 0, None
+    code, error, plan = 0, None, None
     if is_writer():
         try:
-            code = 1 + ACTIONS.index(_plan(out, stage, want, seeds, resume, overwrite, record,
-                                           say or (lambda text: None)).action)
+            plan = _plan(out, stage, want, seeds, resume, overwrite, record, say or (lambda text: None))
+            code = 1 + ACTIONS.index(plan.action)
         except Exception as e:  # noqa: BLE001 — re-raised below, after the others know
             error = e
     code = int(multihost_utils.broadcast_one_to_all(np.int32(code)))
@@ -790,7 +848,9 @@ def plan_run(out, want: dict, seeds, *, resume: bool = False, overwrite: bool = 
         raise error
     if code == 0:
         raise Fault(f"process 0 could not prepare {out}: see its error")
-    return Plan(ACTIONS[code - 1], stage, out)
+    if plan is None:  # the others read the blocks of seeds from the record process 0 has written
+        plan = Plan(ACTIONS[code - 1], stage, out, seed_blocks(_try_json(stage / "env.json"), len(seeds)))
+    return plan
 
 
 def _plan(out: Path, stage: Path, want: dict, seeds, resume, overwrite, record, say) -> Plan:
@@ -808,18 +868,26 @@ def _plan(out: Path, stage: Path, want: dict, seeds, resume, overwrite, record, 
         raise ValueError(f"{stage} exists and was not written by lpg: move it away (a run into {out} is staged "
                          "there until it has finished)")
     if resume:
+        if staged.kind == "finished" and adds_seeds(staged, want, seeds):
+            install(stage, out, say)  # seeds are added to it from out, like to any finished run
+            say(f"the run in {stage} had finished; moved it into {out}")
+            here, staged = inspect_dir(out), inspect_dir(stage)
         if staged.config is not None:
             diff = differences(staged.config, staged.seeds, want, seeds)
             if diff:
-                raise ValueError(f"resume: the run recorded in {stage} has other settings: {'; '.join(diff)}")
+                why = (": seeds are added to a finished run only; finish this one first (--resume without --seeds)"
+                       if adds_seeds(staged, want, seeds) else "")
+                raise ValueError(f"resume: the run recorded in {stage} has other settings: {'; '.join(diff)}{why}")
             if staged.kind == "finished":
                 install(stage, out, say)
                 say(f"the run in {stage} had finished; moved it into {out}")
                 return Plan("reuse", stage, out)
             _note_resume(stage, record)
             say(f"resuming the interrupted run in {stage}")
-            return Plan("resume", stage, out)
+            return Plan("resume", stage, out, seed_blocks(_try_json(stage / "env.json"), len(seeds)))
         if here.kind == "finished":
+            if adds_seeds(here, want, seeds):
+                return _extend(out, stage, here, want, seeds, record, say)
             diff = differences(here.config, here.seeds, want, seeds)
             if diff:
                 raise ValueError(f"resume: the run in {out} has other settings: {'; '.join(diff)}")
@@ -853,8 +921,12 @@ def _plan(out: Path, stage: Path, want: dict, seeds, resume, overwrite, record, 
             return Plan("reuse", stage, out)
         if not overwrite:
             what = f"a finished {here.config['experiment']} run" if here.kind == "finished" else "an unfinished run"
+            more = ""
+            if here.kind == "finished" and adds_seeds(here, want, seeds) and len(diff) == 1:
+                more = (f", or add --resume to add seeds {fmt_seeds(list(seeds)[len(here.seeds):])} to it without "
+                        "computing the others again")
             raise ValueError(f"{out} holds {what} that differs: {'; '.join(diff)}; add --overwrite to replace it once "
-                             "the new run has finished, or choose another output directory")
+                             f"the new run has finished{more}, or choose another output directory")
         if here.foreign:
             raise ValueError(f"{out} holds files lpg did not write ({_list(here.foreign)}): move them away before "
                              "replacing the run in it, or choose another output directory")
@@ -871,6 +943,63 @@ def _plan(out: Path, stage: Path, want: dict, seeds, resume, overwrite, record, 
         shutil.rmtree(stage, ignore_errors=True)  # nothing of this run was recorded: leave nothing behind
         raise
     return Plan("fresh", stage, out)
+
+
+def _extend(out: Path, stage: Path, here: DirState, want: dict, seeds, record, say) -> Plan:
+    """Stage the finished run in ``out`` with ``seeds`` added (:func:`adds_seeds`): its
+    record with the new seed list and an entry under ``run.extended``, and its
+    checkpoints (hard links where the filesystem allows, else copies; chunks are only
+    ever replaced, never rewritten, so ``out`` stays as it is). The run then resumes:
+    the old seeds are read from their checkpoints, the new ones computed as a block of
+    their own (:func:`seed_blocks`)."""
+    old, seeds = list(here.seeds), [int(s) for s in seeds]
+    added = fmt_seeds(seeds[len(old):])
+    code = (here.env or {}).get("lpg_code")
+    if code != code_digest():
+        raise ValueError(f"resume: seeds {added} cannot be added to the run in {out}: it was computed by other lpg "
+                         f"code (recorded {code}, now {code_digest()}); run all {len(seeds)} seeds as a new run "
+                         "(without --resume, and --overwrite to replace it) or into another output directory")
+    if not (out / "checkpoint").is_dir():
+        raise ValueError(f"resume: seeds {added} cannot be added to the run in {out}: its checkpoints "
+                         f"({out / 'checkpoint'}) are gone; run all {len(seeds)} seeds as a new run (without --resume, "
+                         "and --overwrite to replace it)")
+    if here.foreign:
+        raise ValueError(f"{out} holds files lpg did not write ({_list(here.foreign)}): move them away before adding "
+                         "seeds to the run in it (it is replaced by the run with more seeds)")
+    if _in_place(out):
+        raise ValueError(f"{out} is the current directory or a mount point, whose run cannot be replaced in place by "
+                         "one with more seeds: copy it to another output directory and add the seeds there")
+    env = dict(here.env or {})
+    run = dict(env.get("run") or {})
+    git = git_commit()
+    summary = _try_json(out / "summary.json")
+    run.setdefault("extended", []).append({
+        "at": now(), "hostname": socket.gethostname(), "command": (record or {}).get("command", shlex.join(sys.argv)),
+        "git_commit": git and git["commit"], "code": code_digest(), "seeds_before": len(old),
+        "seeds_added": seeds[len(old):], "timing_before": summary.get("timing") if isinstance(summary, dict) else None,
+        "env": env_info()})
+    env["run"] = {**run, "seeds": seeds}
+    if stage.exists():
+        shutil.rmtree(stage)  # lpg's leftovers without a record (checked by _plan): nothing to resume there
+    stage.mkdir(parents=True)
+    try:
+        shutil.copytree(out / "checkpoint", stage / "checkpoint", copy_function=_link_or_copy,
+                        ignore=shutil.ignore_patterns(".*.tmp"))
+        atomic_write_json(stage / "config.json", want)
+        atomic_write_json(stage / "env.json", env)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    say(f"adding seeds {added} to the finished run in {out} ({fmt_seeds(old)} are read from its checkpoints): "
+        f"computed in {stage}, the run with all {len(seeds)} seeds replaces it once finished")
+    return Plan("resume", stage, out, seed_blocks(env, len(seeds)))
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _note_resume(stage: Path, record: dict | None) -> None:

@@ -233,11 +233,19 @@ def select_count(cond, a: Count, b: Count) -> Count:
 
 
 def sum_counts(c: Count, axis: int = -1) -> Count:
-    """The total over ``axis`` (at most ``2^16`` terms), exact in the integer part: the
-    low limb is summed in two 15-bit halves so no int32 sum overflows."""
+    """The total over ``axis``, exact in the integer part: the low limb is summed in two
+    15-bit halves so no int32 sum overflows, ``2^16`` terms at a time (a longer axis is
+    summed in blocks, then over the blocks)."""
     axis = axis % c.lo.ndim
-    if c.lo.shape[axis] > _MAX_TERMS:
-        raise ValueError(f"sum_counts adds at most {_MAX_TERMS} counts along an axis, got {c.lo.shape[axis]}")
+    n = c.lo.shape[axis]
+    if n > _MAX_TERMS:
+        blocks = -(-n // _MAX_TERMS)
+        pad = [(0, 0)] * c.lo.ndim
+        pad[axis] = (0, blocks * _MAX_TERMS - n)
+        split = lambda a: jnp.moveaxis(a, axis, -1).reshape(*a.shape[:axis], *a.shape[axis + 1:], blocks,  # noqa: E731
+                                                            _MAX_TERMS)
+        padded = Count(*(split(jnp.pad(a, pad, constant_values=v)) for a, v in zip(c, (0, 0, -jnp.inf))))
+        return sum_counts(sum_counts(padded, -1), -1)
     low = jnp.sum(c.lo % _HALF, axis=axis)
     high = jnp.sum(c.lo // _HALF, axis=axis) + low // _HALF
     lo = (high % _HALF) * _HALF + low % _HALF

@@ -34,10 +34,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
+import jax
 import numpy as np
 
-from lpg.results import RunLock, Table, install, plan_run, read_json, read_results, write_results
-from lpg.sweep import seed_list, sweep
+from lpg.results import (RunLock, Table, discard, install, plan_run, read_json, read_results, total_timing,
+                         write_results)
+from lpg.sweep import SweepResult, run_axis, seed_list, sweep
 
 # ---------------------------------------------------------------------------------
 # Typed settings
@@ -200,7 +202,7 @@ COMMON: dict[str, tuple] = {
     "check_every": ("int", "iterations between target checks", dict(low=1)),
     "task_seed": ("int", "seed of the planted task", dict(low=0)),
     "n_boot": ("int", "bootstrap resamples of the slope intervals", dict(low=1)),
-    "chunk_size": ("int", "seeds per compiled chunk (0: all seeds in one chunk)", dict(low=0)),
+    "chunk_size": ("int", "seeds per compiled chunk (0: as many as fit in memory, up to all)", dict(low=0)),
 }
 """Settings that mean the same in every experiment: kind, help and bounds."""
 
@@ -241,6 +243,11 @@ def at_most(a: str, b: str, why: str = "") -> Constraint:
 # ---------------------------------------------------------------------------------
 
 
+SIZES = frozenset(("N", "Ns", "k", "ks", "d", "M", "n_centres", "n_test", "n_wellposed", "n_samples", "n_contexts",
+                   "group_size", "n_probe", "n_coverage_sims"))
+"""Setting names that decide array sizes in every experiment that has them (with every
+setting whose name holds ``batch``)."""
+
 PER_POINT = -1
 """``Sweep.chunk_size`` for one chunk per grid point (its seeds), so that a chunk of
 hitting-time runs stops with its own slowest run."""
@@ -261,6 +268,34 @@ class Sweep(NamedTuple):
     chunk_size: int | None = None
     vmap_size: int | str | None = None
     facts: Mapping = {}
+
+
+def sweep_blocks(sw: Sweep, seeds: np.ndarray, blocks, chunk_size: int | None, out_dir: Path, **kw) -> SweepResult:
+    """``sw`` over ``seeds`` as one :func:`lpg.sweep.sweep` gives it, computed as one
+    sweep per block of seeds (``blocks``: the seed counts that end them, see
+    :func:`lpg.results.seed_blocks`; a run extended by ``--resume --seeds`` has one
+    block per extension). Block 0 checkpoints in ``out_dir``, block ``b`` in
+    ``out_dir/block_b``; the runs of the blocks are put back in the order of one sweep
+    over every seed (grid-major, seed-minor), so that the rows (and the bootstrap
+    intervals over them) are those of a run that had every seed from the start."""
+    ends = [int(b) for b in blocks if 0 < int(b) < len(seeds)] + [len(seeds)]
+    results, start = [], 0
+    for b, end in enumerate(ends):
+        chunk = {None: chunk_size, PER_POINT: end - start}.get(sw.chunk_size, sw.chunk_size)
+        results.append(sweep(sw.fn, dict(sw.grid), seeds=seeds[start:end], chunk_size=chunk,
+                             out_dir=out_dir if b == 0 else out_dir / f"block_{b}", **kw))
+        start = end
+    if len(results) == 1:
+        return results[0]
+    sizes = np.diff([0, *ends])
+
+    def merge(*leaves):  # each block's (points * its seeds, ...) -> (points * all seeds, ...)
+        per_point = [a.reshape((-1, int(n)) + a.shape[1:]) for a, n in zip(leaves, sizes)]
+        return np.concatenate(per_point, axis=1).reshape((-1,) + leaves[0].shape[1:])
+
+    settings, seed = run_axis(dict(sw.grid), seeds)
+    outputs = jax.tree_util.tree_map(merge, *(r.outputs for r in results))
+    return SweepResult(settings, seed, outputs, sum(r.compile_s for r in results), sum(r.run_s for r in results))
 
 
 class Profile(NamedTuple):
@@ -321,6 +356,11 @@ class Experiment:
                 raise ValueError(message)
         return config
 
+    def sizes(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings of ``config`` that decide array sizes (:data:`SIZES`), named in
+        the error when a run does not fit in memory."""
+        return {k: config[k] for k in self.settings if k in SIZES or "batch" in k}
+
     def settings_help(self) -> str:
         """Every setting: name, type, default, what is allowed and its help."""
         lines = []
@@ -348,7 +388,9 @@ class Experiment:
         has finished; ``out_dir`` must be missing, empty or an earlier lpg run, and one
         run at a time writes it (:class:`lpg.results.RunLock`). ``resume``: continue the
         interrupted run from its checkpoints (bit-identical to an uninterrupted run), or
-        return the finished one with its recorded timing; its record must match.
+        return the finished one with its recorded timing; its record must match, but
+        for seeds added to a finished run (``seeds`` extending its seed list): only the
+        new seeds are computed, and the results are those of a run with every seed.
         Otherwise a finished run with the same settings, seeds and lpg code is returned
         as it is, and one with others is replaced only with ``overwrite`` (see
         :func:`lpg.results.plan_run`). ``say`` gets a line for each such decision."""
@@ -364,25 +406,30 @@ class Experiment:
             if say and not resumed:
                 say(f"staged in {plan.stage} (its checkpoints), moved into {plan.out} once finished")
             parts, timing, first_run = [], {"compile_s": 0.0, "run_s": 0.0, "parts": {}}, 0
-            for sw in self.sweeps(config):
-                chunk = {None: config.get("chunk_size") or None, PER_POINT: int(seeds.size)}.get(sw.chunk_size,
-                                                                                                 sw.chunk_size)
-                res = sweep(sw.fn, dict(sw.grid), seeds=seeds, chunk_size=chunk,
-                            out_dir=plan.stage / "checkpoint" / sw.part, resume=resumed,
-                            desc=f"{self.name}:{sw.part}",
-                            fingerprint={"experiment": self.name, "part": sw.part, "config": config, **sw.facts},
-                            vmap_size=sw.vmap_size)
-                parts.append(self.rows(res, sw, first_run))
-                first_run += int(res.seed.shape[0])
-                timing["parts"][sw.part] = {"compile_s": res.compile_s, "run_s": res.run_s}
-                timing["compile_s"] += res.compile_s
-                timing["run_s"] += res.run_s
+            try:
+                for sw in self.sweeps(config):
+                    res = sweep_blocks(sw, seeds, plan.blocks, config.get("chunk_size") or None,
+                                       plan.stage / "checkpoint" / sw.part, resume=resumed,
+                                       desc=f"{self.name}:{sw.part}",
+                                       fingerprint={"experiment": self.name, "part": sw.part, "config": config,
+                                                    **sw.facts},
+                                       vmap_size=sw.vmap_size, sizes=self.sizes(config))
+                    parts.append(self.rows(res, sw, first_run))
+                    first_run += int(res.seed.shape[0])
+                    timing["parts"][sw.part] = {"compile_s": res.compile_s, "run_s": res.run_s}
+                    timing["compile_s"] += res.compile_s
+                    timing["run_s"] += res.run_s
+            except ValueError:  # refused before it computed anything (e.g. too big for memory): leave nothing
+                new_chunks = "checkpoint/*/block_*/chunk_*.npz" if len(plan.blocks) > 1 else "checkpoint/*/chunk_*.npz"
+                if (plan.action == "fresh" or len(plan.blocks) > 1) and not any(plan.stage.glob(new_chunks)):
+                    discard(plan.stage)  # a fresh run's record, or an extension's links to the finished run's chunks
+                raise
             table = Table.concat(parts)
             summary = self.summarise(table, {**config, "seeds": int(seeds.size)})
             summary.setdefault("claims", list(self.claims))
             timing["total_s"] = time.perf_counter() - t0
-            summary["timing"] = timing
             env = read_json(plan.stage / "env.json") if (plan.stage / "env.json").is_file() else None
+            summary["timing"] = total_timing(timing, env)  # an extended run adds the time of the run it extended
             write_results(plan.stage, config=want, table=table, summary=summary, env=env)
             install(plan.stage, plan.out, say)
         return summary

@@ -12,6 +12,12 @@ times the seeds (seed-minor) — and evaluates ``jit(vmap(fn))`` on it:
 * **chunks.** ``chunk_size`` runs at a time (the last chunk padded with copies of its
   last run, the padding dropped), one compiled program for every chunk, so a sweep fits
   in memory and gives the same per-run results chunked or not.
+* **memory.** Before compiling, the traced program of a chunk gives an estimate of its
+  peak memory (:mod:`lpg.memory`); a chunk that does not fit in the memory there is
+  (``LPG_MEMORY``, or the host's or devices' free memory) is refused with one line
+  naming the estimate and what to lower, and without ``chunk_size`` the sweep takes the
+  largest chunk (halving from every run at once) whose estimate is at most half of it
+  (:func:`memory_plan` tells which, without running anything).
 * **vmap_size.** By default a chunk is one ``vmap``. With ``vmap_size=b`` each device
   runs its share of the chunk ``b`` runs at a time (``lax.map`` with ``batch_size=b``):
   on a CPU, where one run with a large batch already fills the cores, a wide ``vmap``
@@ -60,8 +66,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lpg.interrupt import promptly
+from lpg import memory
 from lpg import progress as _progress
+from lpg.interrupt import promptly
 from lpg.progress import format_log_count
 from lpg.results import (Fault, atomic_write_bytes, atomic_write_json, code_digest, is_writer, load_npz,
                          npz_bytes, read_json, to_jsonable)
@@ -259,12 +266,17 @@ def _to_host(tree) -> list[np.ndarray]:
 
 
 class _Program:
-    """A lowered (traced) and, once needed, compiled program for one chunk shape."""
+    """A traced program for one chunk shape, its memory estimate (:func:`lpg.memory.estimate`,
+    known before compiling), and once needed its lowered and compiled forms."""
 
-    def __init__(self, lowered, steps_per_run: int = 0):
-        self.lowered = lowered
+    def __init__(self, traced, steps_per_run: int = 0):
+        self.traced = traced
+        self.memory = memory.estimate(traced.jaxpr)
         self.compiled = None
         self.steps_per_run = steps_per_run  # as its loops declared them (lpg.progress.expect); 0: unknown
+
+    def compile(self):
+        return self.traced.lower().compile()
 
 
 _PROGRAMS: dict = {}
@@ -330,13 +342,88 @@ def _program(fn, settings: dict, c: int, devices, chunk_inputs, vmap_size=None) 
         key = None
     if key is not None and key in _PROGRAMS:
         return _PROGRAMS[key]
-    lowered = jax.jit(_batched(one, len(devices), c, vmap_size)).lower(*chunk_inputs(0))
-    program = _Program(lowered, max(plans, default=0))
+    traced = jax.jit(_batched(one, len(devices), c, vmap_size)).trace(*chunk_inputs(0))
+    program = _Program(traced, max(plans, default=0))
     if key is not None:
         if len(_PROGRAMS) >= _MAX_PROGRAMS:
             _PROGRAMS.pop(next(iter(_PROGRAMS)))
         _PROGRAMS[key] = program
     return program
+
+
+def _stored_chunk_size(out_dir: Path) -> int | None:
+    try:
+        return int(read_json(out_dir / "sweep.json", "")["chunk_size"])
+    except (Fault, OSError, KeyError, TypeError, ValueError):
+        return None  # no readable checkpoint: resume finds none either
+
+
+class MemoryPlan(NamedTuple):
+    """How a sweep's chunks fit in memory (:func:`memory_plan`)."""
+
+    chunk_size: int  # runs per chunk
+    needed: int  # estimated peak bytes of one chunk (this process's share), before compiling
+    available: int | None  # bytes this process may use (None: unknown, not checked)
+    where: str  # where ``available`` comes from
+    program: Any  # the traced program of a chunk (``program.compile()``)
+
+
+def _fit_chunk(fn, settings, R: int, chunk_size, devices, inputs, vmap_size, desc: str, sizes) -> MemoryPlan:
+    """The chunk size and its traced program. A chunk must fit in the memory there is
+    (:func:`lpg.memory.available`, checked against :func:`lpg.memory.estimate` before
+    compiling); an automatic chunk size (``chunk_size=None``: every run at once) is
+    halved until its estimate is at most half of that memory, a margin for the
+    estimate's error. A chunk that does not fit raises ``ValueError`` naming the
+    estimate, the memory and what to lower."""
+    n_dev, n_local = len(devices), len(jax.local_devices())
+    round_up = lambda n: -(-n // n_dev) * n_dev  # noqa: E731
+    c = round_up(min(chunk_size if chunk_size is not None else R, R))
+    budget, where = memory.available(jax.local_devices())
+    while True:
+        program = _program(fn, settings, c, devices, lambda i: inputs(c, i), vmap_size)
+        plan = MemoryPlan(c, program.memory * n_local // n_dev, budget, where, program)
+        if budget is None or plan.needed <= (budget // 2 if chunk_size is None and c > n_dev else budget):
+            return plan
+        if chunk_size is None and c > n_dev:
+            c = round_up(c // 2)
+            continue
+        lower = [f"chunk_size (now {c})"] if c > n_dev else []
+        if c // n_dev > 1 and (vmap_size is None or vmap_size > 1):
+            lower.append("vmap_size (1 runs a device's runs one at a time)")
+        lower += [f"{k} (now {v})" for k, v in (sizes or {}).items()]
+        raise ValueError(
+            f"{desc or 'sweep'}: a chunk of {c} run{'s' if c > 1 else ''} needs about {memory.fmt_bytes(plan.needed)} "
+            f"of memory (estimated before compiling), more than the {memory.fmt_bytes(budget)} {where}; lower "
+            f"{', '.join(lower) or 'the sizes'}")
+
+
+def _chunk_inputs(seed: np.ndarray, settings: dict, devices):
+    """``inputs(c, i)``: the keys and settings of chunk ``i`` of ``c`` runs, sharded over
+    ``devices`` (the last chunk padded with copies of the last run)."""
+    R = int(seed.shape[0])
+    key_data = _key_data(seed)
+    sharding = NamedSharding(Mesh(np.asarray(devices), (AXIS,)), PartitionSpec(AXIS))
+
+    def inputs(c, i):
+        rows = np.minimum(np.arange(i * c, (i + 1) * c), R - 1)
+        kd = _global_array(key_data[rows], sharding)
+        st = {name: _global_array(v[rows], sharding) for name, v in settings.items()}
+        return kd, st
+
+    return inputs
+
+
+def memory_plan(fn: Callable[..., Any], grid: Mapping[str, Sequence], *, seeds, chunk_size: int | None = None,
+                vmap_size: int | str | None = None, desc: str = "", sizes: Mapping[str, Any] | None = None
+                ) -> MemoryPlan:
+    """The chunk size :func:`sweep` would take for these arguments and the memory a chunk
+    needs, estimated from the traced program without compiling it; raises ``ValueError``
+    when one chunk does not fit (as :func:`sweep` does before it compiles)."""
+    settings, seed = run_axis(grid, seeds)
+    chunk_size = _none_or_count("chunk_size", chunk_size)
+    devices = jax.devices()
+    return _fit_chunk(fn, settings, int(seed.shape[0]), chunk_size, devices, _chunk_inputs(seed, settings, devices),
+                      _check_vmap_size(vmap_size), desc, sizes)
 
 
 def sweep(
@@ -352,12 +439,15 @@ def sweep(
     fingerprint: Mapping | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
     vmap_size: int | str | None = None,
+    sizes: Mapping[str, Any] | None = None,
 ) -> SweepResult:
     """Run ``fn(key, **settings)`` for every grid point × seed (see the module docstring).
 
     ``fingerprint``: extra JSON-able facts a checkpoint must match to be resumed (e.g.
     the static settings ``fn`` closes over). ``on_chunk(done, total)`` is called after
     each chunk is stored (its exceptions propagate: a way to stop a sweep early).
+    ``sizes``: the settings that decide ``fn``'s array sizes, named with their values in
+    the error when a chunk of one run does not fit in memory.
     Returns a :class:`SweepResult` with NumPy arrays whose leading axis is the run."""
     if not callable(fn):
         raise ValueError(f"fn must be callable, got {fn!r}")
@@ -366,29 +456,20 @@ def sweep(
     chunk_size = _none_or_count("chunk_size", chunk_size)
     vmap_size = _check_vmap_size(vmap_size)
     devices = jax.devices()
-    n_dev = len(devices)
-    c = min(chunk_size if chunk_size is not None else R, R)
-    c = -(-c // n_dev) * n_dev
+    ckpt = Path(out_dir) if out_dir is not None else None
+    if chunk_size is None and resume and ckpt is not None:
+        chunk_size = _stored_chunk_size(ckpt)  # an automatic chunk size stays the checkpoint's
+    inputs = _chunk_inputs(seed, settings, devices)
+    plan = _fit_chunk(fn, settings, R, chunk_size, devices, inputs, vmap_size, desc, sizes)
+    c, program = plan.chunk_size, plan.program
+    chunk_inputs = lambda i: inputs(c, i)  # noqa: E731
     n_chunks = -(-R // c)
     bar = _progress.Tracker(desc, R, show=progress if is_writer() else False)  # one process of a job talks
-
-    key_data = _key_data(seed)
-    mesh = Mesh(np.asarray(devices), (AXIS,))
-    sharding = NamedSharding(mesh, PartitionSpec(AXIS))
-
-    def chunk_inputs(i):
-        rows = np.minimum(np.arange(i * c, (i + 1) * c), R - 1)  # pad with the last run
-        kd = _global_array(key_data[rows], sharding)
-        st = {name: _global_array(v[rows], sharding) for name, v in settings.items()}
-        return kd, st
-
-    program = _program(fn, settings, c, devices, chunk_inputs, vmap_size)
-    out_info = program.lowered.out_info
+    out_info = program.traced.out_info
     treedef = jax.tree_util.tree_structure(out_info)
     n_leaves = treedef.num_leaves
     query_leaves = _query_leaves(out_info)
 
-    ckpt = Path(out_dir) if out_dir is not None else None
     writer = is_writer()
     chunks: list[list[np.ndarray]] = []
     if ckpt is not None:
@@ -416,7 +497,7 @@ def sweep(
     with bar:  # the step reports of the runs go to it while it is open
         if len(chunks) < n_chunks and program.compiled is None:
             t = time.perf_counter()
-            program.compiled = promptly(program.lowered.compile)
+            program.compiled = promptly(program.compile)
             compile_s = time.perf_counter() - t
             bar.note(f"compiled in {compile_s:.1f}s", end="\n")
         compiled = program.compiled
@@ -448,5 +529,5 @@ def grid_size(grid: Mapping[str, Sequence]) -> int:
     return int(np.prod([len(v) for v in grid.values()], dtype=np.int64)) if grid else 1
 
 
-__all__ = ["LostProcess", "SweepResult", "auto_vmap_size", "format_log_count", "grid_size", "run_axis", "run_key",
-           "seed_list", "sweep"]
+__all__ = ["LostProcess", "MemoryPlan", "SweepResult", "auto_vmap_size", "format_log_count", "grid_size",
+           "memory_plan", "run_axis", "run_key", "seed_list", "sweep"]

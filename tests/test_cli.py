@@ -164,6 +164,15 @@ def tiny_run(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def four_seeds(tmp_path_factory):
+    """The tiny run with 4 seeds, computed from scratch in one go: what a resumed or
+    extended run must equal."""
+    out = tmp_path_factory.mktemp("straight")
+    assert cli.main(["run", "barrier", "--seeds", "4", *tiny_args(), "--out", str(out)]) == 0
+    return out
+
+
 def test_run_writes_complete_results_and_figures(tiny_run):
     names = set(os.listdir(tiny_run))
     assert set(FILES) <= names
@@ -209,7 +218,8 @@ def test_figure1_has_the_same_summary_keys_as_barrier(tiny_run, tmp_path, capsys
     assert np.array_equal(a1["track_log_lik"], a2["track_log_lik"], equal_nan=True)
 
 
-def test_interrupted_run_leaves_complete_files_and_resumes_identically(tiny_run, tmp_path, capsys, monkeypatch):
+def test_interrupted_run_leaves_complete_files_and_resumes_identically(tiny_run, four_seeds, tmp_path, capsys,
+                                                                       monkeypatch):
     # An earlier finished run (2 seeds) in --out; a new one (4 seeds) over it with --overwrite,
     # interrupted after its first chunk: the earlier run is untouched, the new one is staged.
     args = tiny_args()
@@ -254,15 +264,7 @@ def test_interrupted_run_leaves_complete_files_and_resumes_identically(tiny_run,
     assert code == 0, err
     assert not stage.exists() and not lock_file(out).exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no backup, no lock left
-    code, _, _ = run_cli(["run", "barrier", "--seeds", "4", *args, "--out", str(tmp_path / "straight")], capsys)
-    assert code == 0
-    _, resumed, s_resumed = read_results(out)
-    _, straight, s_straight = read_results(tmp_path / "straight")
-    assert resumed.columns.keys() == straight.columns.keys()
-    for k in resumed.columns:
-        assert np.array_equal(resumed[k], straight[k], equal_nan=resumed[k].dtype.kind == "f"), k
-    s_resumed.pop("timing"), s_straight.pop("timing")
-    assert s_resumed == s_straight
+    assert_same_results(out, four_seeds)
     env = json.loads((out / "env.json").read_text())["run"]
     assert env["command"].endswith("--overwrite") and env["resumed"][0]["command"] == "lpg " + " ".join(
         shlex.quote(a) for a in ["run", "barrier", "--out", str(out), "--resume"])
@@ -272,6 +274,66 @@ def test_interrupted_run_leaves_complete_files_and_resumes_identically(tiny_run,
     code, text, err = run_cli(["run", "barrier", "--out", str(out), "--resume"], capsys)
     assert code == 0 and "nothing to resume" in err and "ORM" in text
     assert snapshot(out) == finished  # summary.json (its timing) byte for byte
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    """The finished runs in ``a`` and ``b`` hold the same config, the same table bit for
+    bit (rows in the same order) and the same summary but for the timing."""
+    config_a, table_a, summary_a = read_results(a)
+    config_b, table_b, summary_b = read_results(b)
+    assert config_a == config_b
+    assert list(table_a.columns) == list(table_b.columns)
+    for k in table_a.columns:
+        assert table_a[k].dtype == table_b[k].dtype, k
+        assert np.array_equal(table_a[k], table_b[k], equal_nan=table_a[k].dtype.kind == "f"), k
+    summary_a.pop("timing"), summary_b.pop("timing")
+    assert summary_a == summary_b
+
+
+def test_resume_with_more_seeds_adds_them_without_computing_the_old_ones(tiny_run, four_seeds, tmp_path, capsys,
+                                                                         monkeypatch):
+    """``--resume --seeds 4`` on a finished 2-seed run computes seeds 2 and 3 only and
+    ends with the results of a fresh 4-seed run, bit for bit and rows in its order. The
+    finished run stays as it was until the extended one has finished (interrupted here
+    after its first new chunk, then resumed from the record alone); env.json records the
+    extension."""
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run, out)
+    no_figures(monkeypatch)
+    real, computed, stop = spec.sweep, [], [True]
+
+    def counting(fn, grid, *, seeds, **kw):
+        def chunk_done(done, total):
+            computed.append((list(seeds), done))
+            if stop.pop() if stop else False:
+                raise KeyboardInterrupt
+        return real(fn, grid, seeds=seeds, on_chunk=chunk_done, **kw)
+
+    monkeypatch.setattr(spec, "sweep", counting)
+    before = snapshot(out)
+    more = ["run", "barrier", "--out", str(out), "--resume", "--seeds", "4"]
+    code, _, err = run_cli(more, capsys)
+    assert code == 130 and "adding seeds 2..3 to the finished run" in err, err
+    assert shlex.join(["lpg", "run", "barrier", "--out", str(out), "--resume"]) in err
+    assert snapshot(out) == before and json.loads((staging_dir(out) / "config.json").read_text())["seeds"] == 4
+    # Seeds are added to a finished run only: the interrupted extension must finish first.
+    code, _, err = run_cli([*more[:-1], "6"], capsys)
+    assert code == 2
+    one_error_line(err, "--seeds (recorded 4, given 6", "finished run only")
+    code, _, err = run_cli(more[:5], capsys)
+    assert code == 0, err
+    assert computed == [([2, 3], 1), ([2, 3], 2)]  # one chunk per seed: seeds 0 and 1 were read, not computed
+    assert sorted(os.listdir(tmp_path)) == ["out"]  # no staging, lock or backup left
+    assert_same_results(out, four_seeds)
+    run = json.loads((out / "env.json").read_text())["run"]
+    assert run["seeds"] == [0, 1, 2, 3]  # the record of the run, its first command kept
+    assert run["command"] == shlex.join(["lpg", "run", "barrier", "--seeds", "2", *tiny_args(), "--out", str(tiny_run)])
+    (added,) = run["extended"]
+    assert added["seeds_before"] == 2 and added["seeds_added"] == [2, 3] and added["command"] == shlex.join(
+        ["lpg", *more])
+    assert run["resumed"][0]["command"] == shlex.join(["lpg", *more[:5]])
+    old_total = json.loads((tiny_run / "summary.json").read_text())["timing"]["total_s"]
+    assert json.loads((out / "summary.json").read_text())["timing"]["total_s"] > old_total
 
 
 def never(*args, **kwargs):
@@ -383,12 +445,19 @@ def test_resume_names_every_conflicting_setting(finished_copy, tmp_path, capsys)
     out = finished_copy
     before = snapshot(tmp_path)
     argv = ["run", "barrier", "--out", str(out), "--resume"]
-    code, text, err = run_cli([*argv, "--set", "N=13", "pg_lr=0.2", "k=4", "--seeds", "3", "--profile", "quick"],
+    code, text, err = run_cli([*argv, "--set", "N=13", "pg_lr=0.2", "k=4", "--seeds", "1", "--profile", "quick"],
                               capsys)
     assert code == 2 and text == ""
     line = one_error_line(err, str(out), "N (recorded 12, given 13)", "pg_lr (recorded 0.1, given 0.2)",
-                          "--seeds (recorded 2, given 3)", "--profile (recorded default, given quick)")
+                          "--seeds (recorded 2, given 1)", "--profile (recorded default, given quick)")
     assert "k (" not in line  # k=4 is the recorded value: no conflict
+    # More seeds extend the recorded ones only from the same first seed; without --resume, the hint.
+    code, text, err = run_cli([*argv, "--seeds", "4", "--first-seed", "1"], capsys)
+    assert code == 2
+    one_error_line(err, "--first-seed (recorded 0, given 1)", "--seeds (recorded 2, given 4)")
+    code, text, err = run_cli(["run", "barrier", "--seeds", "4", *tiny_args(), "--out", str(out)], capsys)
+    assert code == 2
+    one_error_line(err, "seeds (recorded 0..1, now 0..3)", "--overwrite", "--resume to add seeds 2..3")
     code, text, err = run_cli([*argv, "--set", "N=12", "--seeds", "2"], capsys)  # the recorded values
     assert code == 0 and "nothing to resume" in err
     assert snapshot(tmp_path) == before
@@ -572,3 +641,14 @@ def test_figure2_tiny_run_starts_from_the_uniform_policy(tmp_path, capsys):
     assert last["log10_lq"]["0.5"]["mean"] > uniform
     assert np.all(np.diff(a["cdf"], axis=-1) >= 0)
     assert (tmp_path / "figure2.png").is_file()
+
+
+def test_seeds_added_but_refused_for_memory_leave_the_run_as_it_was(tiny_run, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run, out)
+    before = snapshot(tmp_path)
+    monkeypatch.setenv("LPG_MEMORY", "1K")
+    code, _, err = run_cli(["run", "barrier", "--out", str(out), "--resume", "--seeds", "3"], capsys)
+    assert code == 2
+    one_error_line(err, "barrier:runs", "needs about", "set by LPG_MEMORY")
+    assert snapshot(tmp_path) == before  # no staging directory left, the finished run untouched

@@ -192,8 +192,13 @@ def test_counts_add_and_sum_exactly_against_python_integers(rng):
     assert int(total.hi) * 2**30 + int(total.lo) == want and 0 <= int(total.lo) < 2**30
     assert rewards.value_of(total) == float(want)
     np.testing.assert_allclose(float(rewards.log_of(total)), math.log(want), rtol=1e-7)
-    with pytest.raises(ValueError, match="at most 65536"):
-        rewards.sum_counts(rewards.count(jnp.ones(2**16 + 1, jnp.int32)))
+    # An axis longer than one block of 2^16 terms (here on the middle axis, with log-space parts).
+    long = rng.integers(0, 2**31 - 1, size=(2, 3 * 2**16 + 5, 2), dtype=np.int64)
+    c = rewards.count(jnp.asarray(long, jnp.int32), jnp.full(long.shape, math.log(1e30), jnp.float32))
+    total = rewards.sum_counts(c, axis=1)
+    got = np.asarray(total.hi, np.int64) * 2**30 + np.asarray(total.lo, np.int64)
+    np.testing.assert_array_equal(got, long.sum(axis=1))
+    np.testing.assert_allclose(np.asarray(total.log_big), math.log(1e30 * long.shape[1]), rtol=1e-6)
 
 
 def test_ten_million_single_queries_count_ten_million():
