@@ -20,7 +20,8 @@ zero exactly where the claim is hardest; here they are kept:
   ``c·x²`` in the rise of ``a + b·x + c·x²`` fitted to the medians, with its interval;
 * :func:`offset_power_fit` fits ``T(ε) = T0 + C·ε^(−β)`` per group (a warm-up plus the
   claim's term) and :func:`coefficient_slope` the exponent of ``C`` against ``x``;
-  :func:`mark_conditional` marks a result that holds under one reading only;
+  :func:`mark_conditional` marks a result that holds under one reading only and
+  :func:`claim_under_readings` states a claim under each reading and overall;
 * :func:`log_mean_lik` averages likelihoods given as logs without leaving log space.
 
 Times may be anything monotone — iterations, queries, or natural-log queries (pass
@@ -182,6 +183,7 @@ def fit_slope(
     regime=None,
     n_boot: int = 2000,
     seed: int = 0,
+    return_boot: bool = False,
 ) -> dict:
     """Scaling exponent of the censored-median hitting time against ``x``.
 
@@ -198,7 +200,10 @@ def fit_slope(
     Returns ``{"estimate", "ci": [lo, hi], "regime": [xmin, xmax], "n_points",
     "n_censored", "n_unestimable", "n_runs", "points": {"x", "median"}, "boot_valid"}``
     (``n_censored`` counts censored runs in the regime, ``boot_valid`` the fraction of
-    bootstrap draws with a defined slope)."""
+    bootstrap draws with a defined slope). ``return_boot`` adds ``"boot"``: the slope of
+    every bootstrap draw (``(n_boot,)``, ``nan`` where undefined). The draws depend only on
+    ``seed`` and the number of runs of each group, so two fits with the same ``seed`` on
+    runs listed in the same order (e.g. by seed within each group) are paired draw by draw."""
     n_boot = int(n_boot)
     if n_boot < 1:
         raise ValueError(f"n_boot must be an integer >= 1, got {n_boot!r}")
@@ -235,8 +240,9 @@ def fit_slope(
         ci = [float(np.percentile(slopes[valid], 2.5)), float(np.percentile(slopes[valid], 97.5))]
     else:
         ci = [math.nan, math.nan]
-    return {"estimate": estimate, "ci": ci, **_regime_fields(g, gx, keep, np.isfinite(Y), c),
-            "points": {"x": gx[keep].tolist(), "median": medians.tolist()}, "boot_valid": float(valid.mean())}
+    fit = {"estimate": estimate, "ci": ci, **_regime_fields(g, gx, keep, np.isfinite(Y), c),
+           "points": {"x": gx[keep].tolist(), "median": medians.tolist()}, "boot_valid": float(valid.mean())}
+    return {**fit, "boot": slopes} if return_boot else fit
 
 
 def theory_curve(x, times_median, exponent, *, log_x: bool = True, log_y: bool = True) -> np.ndarray:
@@ -676,3 +682,21 @@ def mark_conditional(by_reading: dict[str, dict]) -> dict[str, dict]:
             by_reading[name]["conditional"] = name
             by_reading[name]["verdict"] = verdict(by_reading[name])
     return by_reading
+
+
+def claim_under_readings(claim: str, by_reading: dict[str, list[dict]]) -> dict:
+    """The checks of ``claim`` measured under several readings of an assumption
+    (``{reading: its records}``, the paper's reading first): ``"<claim> under <reading>"``
+    is ``True`` when every record of that reading is confirmed (or conditional on it), and
+    ``claim`` is ``"confirmed"`` when every reading passes, ``"conditional (on …)"`` when
+    some do, ``"not confirmed"`` when none does."""
+    passed = [r for r, recs in by_reading.items()
+              if recs and all(verdict(rec) in ("confirmed", f"conditional (on {r})") for rec in recs)]
+    overall = ("confirmed" if len(passed) == len(by_reading) else
+               f"conditional (on {' and '.join(passed)})" if passed else "not confirmed")
+    return {**{f"{claim} under {r}": r in passed for r in by_reading}, claim: overall}
+
+
+def checks_line(checks: dict) -> str:
+    """A summary's ``verdict`` checks as one line: ``key: yes/NO/<verdict>; …``."""
+    return "; ".join(f"{key}: {'yes' if ok is True else ('NO' if ok is False else ok)}" for key, ok in checks.items())

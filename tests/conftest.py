@@ -88,6 +88,23 @@ def np_bigram_grad(W1, W2, x, y, coef):
     return g1, g2
 
 
+def np_token_steps(W1, W2, xs, ys, coef) -> np.ndarray:
+    """The per-token reading of the adaptive step in float64: for each position ``i`` in
+    order, ``W += mean_b c_{b,i}·g_b/(4 + 2‖g_b‖²)``, ``g_b = ∇ log p(y_{b,i}|x_b, y_{b,<i})``
+    at the weights position ``i − 1`` left. Returns ``W1, W2`` as one flat vector."""
+    W1, W2 = np.asarray(W1, np.float64), np.asarray(W2, np.float64)
+    coef = np.asarray(coef, np.float64)
+    B, n = coef.shape
+    for i in range(n):
+        d1, d2 = np.zeros_like(W1), np.zeros_like(W2)
+        for b in range(B):
+            g1, g2 = np_bigram_grad(W1, W2, xs[b], ys[b], np.eye(n)[i])
+            eta = coef[b, i] / (4.0 + 2.0 * (np.sum(g1 * g1) + np.sum(g2 * g2))) / B
+            d1, d2 = d1 + eta * g1, d2 + eta * g2
+        W1, W2 = W1 + d1, W2 + d2
+    return np.concatenate([W1.ravel(), W2.ravel()])
+
+
 def flat(w) -> np.ndarray:
     """A weight pytree as one flat float64 NumPy vector."""
     leaves = jax.tree_util.tree_leaves(w)

@@ -241,13 +241,15 @@ def test_lq_floor_bounds_the_cheapest_set():
 def test_lq_governs_profiles_and_floor(lq_run):
     """The wide profile's LQ is α_low and the narrow one's α_high (the definition applied
     by hand to the two-level profile); mean queries to error ε never undercut the LQ
-    floor (a bound on expectations) by more than N_SE standard errors."""
+    floor (a bound on expectations) by more than N_SE standard errors; the floor records
+    hold the ratio of mean queries to the floor at every point and its smallest value."""
     _, config, summary, out = lq_run
     _, table, _ = read_results(out)
     S = max_planted_contexts(config["k"], config["gamma"])
     counts = lq_governs.profile_counts(config)
     assert counts["narrow"] / S <= config["eps"] < counts["wide"] / S
     for v in lq_governs.VARIANTS:
+        ratios = []
         rows = lq_rows(table, v)
         assert len(rows) == SEEDS * len(config["pg_log10_alphas" if v == "pg" else "log10_alphas"]) * 2
         la = rows["log10_alpha"].astype(np.float64)
@@ -265,14 +267,116 @@ def test_lq_governs_profiles_and_floor(lq_run):
                 floor = lpg.theory.lq_floor(alphas, config["eps"])
                 se = q[sel].std(ddof=1) / math.sqrt(sel.sum())
                 assert q[sel].mean() >= floor - N_SE * se, (v, a, p, q[sel].mean(), floor)
-    assert set(summary["median_above_lq_floor"]) == {f"{v}_{p}" for v in lq_governs.VARIANTS
-                                                      for p in lq_governs.PROFILES}
+                pts = summary["points"][f"{v}_{p}"]
+                i = pts["log10_alpha_low"].index(float(a))
+                assert pts["mean_over_floor"][i] == pytest.approx(q[sel].mean() / floor, rel=1e-9)
+                ratios.append(q[sel].mean() / floor)
+        rec = summary["slopes"][f"{v}_mean_over_floor"]
+        assert rec["estimate"] == pytest.approx(min(ratios), rel=1e-9) and rec["claim"] == "C6"
+        assert rec["ci"][0] <= rec["estimate"] <= rec["ci"][1]
+        assert rec["verdict"] == ("confirmed" if rec["ci"][0] >= 1.0 else "not confirmed")
 
 
 def test_lq_governs_outputs(lq_run):
     exp, _, summary, out = lq_run
     check_outputs(exp, out, summary)
     assert summary["slopes"]["alg1_wide"]["theory"] == 1.0 and summary["slopes"]["pg_narrow"]["theory"] == 0.0
+
+
+def lq_synthetic(config: dict, law, *, censor=None, seeds: int = 16, seed: int = 0) -> Table:
+    """A results table of ``lq-governs`` with queries drawn from ``law(variant, profile,
+    α_low, floor)`` times log-normal noise (σ = 0.2); ``censor(variant,
+    profile, α_low)`` gives the fraction of runs censored, at the largest draw of the
+    point (a budget no run reached)."""
+    rng = np.random.default_rng(seed)
+    counts = lq_governs.profile_counts(config)
+    cols = {k: [] for k in ("part", "full", "log10_alpha", "n_low", "log_lq", "log_queries", "hit")}
+    for v in lq_governs.VARIANTS:
+        for p in lq_governs.PROFILES:
+            for a in config["pg_log10_alphas" if v == "pg" else "log10_alphas"]:
+                q = law(v, p, a, lq_governs._floor(config, p, a)) * np.exp(rng.normal(0.0, 0.2, seeds))
+                cens = np.arange(seeds) < round(seeds * (censor(v, p, a) if censor else 0.0))
+                q[cens] = q.max()
+                cols["part"] += ["pg" if v == "pg" else "alg1"] * seeds
+                cols["full"] += [int(v == "alg1_full")] * seeds
+                cols["log10_alpha"] += [a] * seeds
+                cols["n_low"] += [counts[p]] * seeds
+                cols["log_lq"] += [a * math.log(10) if p == "wide" else math.log(config["alpha_high"])] * seeds
+                cols["log_queries"] += np.log(q).tolist()
+                cols["hit"] += (~cens).tolist()
+    return Table({k: np.asarray(v) for k, v in cols.items()})
+
+
+def lq_small_config() -> dict:
+    return get("lq-governs").resolve({"k": "4", "N": "4", "gamma": "0.5", "eps": "0.3", "wide_factor": "2",
+                                      "log10_alphas": "-2,-3,-4", "pg_log10_alphas": "-2,-3,-4", "regime_factor": "1"})
+
+
+def test_lq_governs_acceptance_can_fail():
+    """The acceptance tests of ``lq-governs`` on synthetic tables: a law that follows the
+    claims passes every record; a learner whose mean undercuts the floor, a narrow profile
+    that grows with 1/α_low, a wide profile that does not grow with 1/Q, and a slope left
+    with two estimable points each fail their record."""
+    exp, config = get("lq-governs"), lq_small_config()
+
+    def claims(v, p, a, floor, above=5.0):
+        return above * floor * (10.0 ** -a / 100 if (v, p) == ("alg1_full", "narrow") else 1.0)
+
+    def summary(law, censor=None):
+        return exp.summarise(lq_synthetic(config, law, censor=censor), {**config, "seeds": 16})
+
+    ok = summary(claims)
+    assert all(rec["verdict"] == "confirmed" for rec in ok["slopes"].values()), \
+        {k: r["verdict"] for k, r in ok["slopes"].items()}
+    assert all(ok["verdict"].values())
+    below = summary(lambda v, p, a, f: claims(v, p, a, f, 0.3 if v == "pg" else 5.0))
+    assert below["slopes"]["pg_mean_over_floor"]["verdict"] == "not confirmed"
+    assert below["slopes"]["alg1_mean_over_floor"]["verdict"] == "confirmed"
+    assert not below["verdict"]["no_learner_below_lq_floor"]
+    steep = summary(lambda v, p, a, f: 10.0 ** -a if p == "narrow" else 5 * f)
+    assert steep["slopes"]["alg1_narrow"]["verdict"] == "not confirmed"
+    assert not steep["verdict"]["narrow_flat_for_alg1_and_pg"]
+    flat = summary(lambda v, p, a, f: 1e3 * 10.0 ** (-a / 3) if p == "wide" else 5 * f)
+    assert flat["slopes"]["alg1_wide"]["verdict"] == "not confirmed" and not flat["verdict"]["wide_slopes_near_1"]
+    two = summary(claims, censor=lambda v, p, a: 0.75 if (v, p, a) == ("pg", "wide", -4) else 0.0)
+    assert two["slopes"]["pg_wide"]["n_points"] == 2 and two["slopes"]["pg_wide"]["verdict"] == "not confirmed"
+    assert two["slopes"]["alg1_wide"]["verdict"] == "confirmed"
+
+
+def test_lq_floor_test_compares_means():
+    """The floor bounds expected queries, so the test compares means: exponential costs
+    whose mean is 1.3× the floor have medians below it (≈ 0.9×), which a test on medians
+    would fail, and pass on means; a mean at 0.8× fails. Censored runs count at their
+    budget: a budget above the floor keeps the test passing, one far below it fails."""
+    config = lq_small_config()
+    rng = np.random.default_rng(1)
+    n, alphas = 400, (-2.0, -3.0, -4.0)
+
+    def run(scale, censored_at=None):
+        prof, la, q = [], [], []
+        for p in lq_governs.PROFILES:
+            for a in alphas:
+                prof += [p] * n
+                la += [a] * n
+                q += (scale * lq_governs._floor(config, p, a) * rng.exponential(1.0, n)).tolist()
+        q, prof = np.asarray(q), np.asarray(prof)
+        floors = np.array([lq_governs._floor(config, p, a) for p, a in zip(prof, la)])
+        cens = np.zeros(q.size, bool) if censored_at is None else q > censored_at * floors
+        q = np.where(cens, censored_at * floors if censored_at is not None else q, q)
+        return {"profile": prof, "log10_alpha": np.asarray(la), "log_queries": np.log(q), "censored": cens}, floors
+
+    r, floors = run(1.3)
+    rec, ratios = lq_governs.floor_record(r, config)
+    assert rec["verdict"] == "confirmed" and rec["ci"][0] >= 1.0
+    q = np.exp(r["log_queries"])
+    medians = [np.median(q[(r["profile"] == p) & (r["log10_alpha"] == a)]) / lq_governs._floor(config, p, a)
+               for p in lq_governs.PROFILES for a in alphas]
+    assert max(medians) < 1.0
+    assert rec["estimate"] == pytest.approx(min(m for m, _ in ratios.values()), rel=1e-12)
+    assert lq_governs.floor_record(run(0.8)[0], config)[0]["verdict"] == "not confirmed"
+    assert lq_governs.floor_record(run(1.3, censored_at=5.0)[0], config)[0]["verdict"] == "confirmed"
+    low = lq_governs.floor_record(run(1.3, censored_at=0.5)[0], config)[0]
+    assert low["verdict"] == "not confirmed" and low["n_censored"] > 0
 
 
 # ---------------------------------------------------------------------------------
@@ -316,31 +420,118 @@ def test_baselines_zero_variance_at_base(bl_run):
     check_outputs(get("baselines"), out, summary)
 
 
-def test_baselines_escape_needs_estimable_points():
-    """A flat cost curve is an escape only when every point of the regime is estimable:
-    heavy censoring (a *costlier* estimator) must not read as an escape."""
+BL_ALPHAS = (-2.5, -3.0, -3.5, -4.0)
+
+
+def bl_synthetic(laws: dict, *, sigma=0.1, censor=(), seeds: int = 16, seed: int = 0) -> Table:
+    """A results table of ``baselines``: estimator ``v`` costs ``laws[v](1/α)`` queries
+    times log-normal noise (``sigma``: one value or one per estimator); the estimators in
+    ``censor`` have 3/4 of their runs censored at the two smallest ``α``, at a budget
+    above every run (a point that is not estimable)."""
+    rng = np.random.default_rng(seed)
+    cols = {k: [] for k in ("part", "variant", "seed", "log10_alpha", "log_lq", "log_queries", "hit", "zero_var_base",
+                            "zero_var_end")}
+    for v, law in laws.items():
+        sd = sigma[v] if isinstance(sigma, dict) else sigma
+        for a in BL_ALPHAS:
+            q = law(10.0**-a) * np.exp(rng.normal(0.0, sd, seeds))
+            cens = np.zeros(seeds, bool)
+            if v in censor and a <= -3.5:
+                cens[: 3 * seeds // 4] = True
+                q[cens] = 10 * q.max()
+            cols["part"] += [v] * seeds
+            cols["variant"] += [v] * seeds
+            cols["seed"] += list(range(seeds))
+            cols["log10_alpha"] += [a] * seeds
+            cols["log_lq"] += [a * math.log(10)] * seeds
+            cols["log_queries"] += np.log(q).tolist()
+            cols["hit"] += (~cens).tolist()
+            cols["zero_var_base"] += [1.0] * seeds
+            cols["zero_var_end"] += [0.5] * seeds
+    return Table({k: np.asarray(v) for k, v in cols.items()})
+
+
+def bl_summary(laws: dict, **kw) -> dict:
     exp = get("baselines")
-    config = exp.resolve({"variants": "none_01", "log10_alphas": "-2,-3,-4", "regime_min": "10",
-                          "escape_below": "0.75"})
-    rng = np.random.default_rng(0)
-    la = np.repeat([-2.0, -3.0, -4.0], 16)
-    base = {"part": np.full(la.size, "none_01"), "run": np.arange(la.size), "variant": np.full(la.size, "none_01"),
-            "log10_alpha": la, "log_lq": la * math.log(10), "zero_var_base": np.ones_like(la),
-            "zero_var_end": np.ones_like(la)}
+    config = exp.resolve({"variants": ",".join(laws), "log10_alphas": ",".join(map(str, BL_ALPHAS)),
+                          "regime_min": "300"})
+    return exp.summarise(bl_synthetic(laws, **kw), {**config, "seeds": kw.get("seeds", 16)})
 
-    def summary(log_queries, hit):
-        return exp.summarise(Table({**base, "log_queries": log_queries, "hit": hit}), {**config, "seeds": 16})
 
-    flat = (8.0 + 0.2 * (-la)) * math.log(10) + rng.normal(0, 0.05, la.size)
-    s = summary(flat, np.ones_like(la, bool))
-    assert s["escapes"]["none_01"] and not s["verdict"]["no_estimator_escapes"]
-    censored = np.ones_like(la, bool)
-    censored[la == -2.0] = False
-    s = summary(flat, ~censored)
-    assert not s["escapes"]["none_01"]
-    steep = (1.0 + 1.0 * (-la)) * math.log(10) + rng.normal(0, 0.05, la.size)
-    s = summary(steep, np.ones_like(la, bool))
-    assert not s["escapes"]["none_01"] and s["verdict"]["every_slope_near_1"]
+def test_baselines_escape_test_can_fail():
+    """The escape test on synthetic costs. Reference: none_01 at ``2500 + 8/Q`` (slope
+    ≈ 0.8 over 1/Q in [316, 1e4]). An estimator with the reference's shape pays the
+    barrier (confirmed); one at ``300·(1/Q)^0.3`` escapes (not confirmed, ``escapes``);
+    the same with its smallest-α points mostly censored is costlier, not an escape; a
+    noisy one is inconclusive (neither), with low power; a reference dominated by its
+    α-free part (``10^6 + 8/Q``) separates nothing, and voids every escape record."""
+    ref = lambda x: 2500 + 8 * x  # noqa: E731
+    flat = lambda x: 300 * x**0.3  # noqa: E731
+    s = bl_summary({"none_01": ref, "grpo_01": lambda x: 1800 + 6 * x, "none_pm1": flat, "batch_mean_pm1": flat,
+                    "rloo_01": ref}, censor=("batch_mean_pm1",), sigma={"none_01": 0.1, "grpo_01": 0.1,
+                                                                        "none_pm1": 0.1, "batch_mean_pm1": 0.1,
+                                                                        "rloo_01": 3.0})
+    sl = s["slopes"]
+    assert s["reference"] == "none_01" and sl["none_01_vs_invQ"]["verdict"] == "confirmed"
+    assert sl["grpo_01_escape_margin"]["verdict"] == "confirmed" and not s["escapes"]["grpo_01"]
+    assert sl["grpo_01_escape_margin"]["power"] > 0.99
+    assert s["escapes"]["none_pm1"] and sl["none_pm1_escape_margin"]["verdict"] == "not confirmed"
+    assert sl["none_pm1_escape_margin"]["ci"][1] < 0 < sl["grpo_01_escape_margin"]["ci"][0]
+    assert sl["batch_mean_pm1_escape_margin"]["n_unestimable"] == 2 and not s["escapes"]["batch_mean_pm1"]
+    noisy = sl["rloo_01_escape_margin"]
+    assert noisy["ci"][0] < 0 < noisy["ci"][1] and noisy["verdict"] == "not confirmed" and not noisy["escapes"]
+    assert noisy["power"] < 0.5
+    assert not s["verdict"]["no_estimator_escapes"] and not s["verdict"]["every_estimator_pays_the_barrier"]
+    for rec in (r for k, r in sl.items() if k.endswith("_escape_margin")):
+        assert rec["threshold"] == pytest.approx((sl["none_01_vs_invQ"]["estimate"] + 0.5) / 2, rel=1e-12)
+        assert rec["theory"] == rec["separation"] == pytest.approx(sl["none_01_vs_invQ"]["estimate"] - rec["threshold"])
+    void = bl_summary({"none_01": lambda x: 1e6 + 8 * x, "grpo_01": lambda x: 1e6 + 8 * x})
+    assert void["slopes"]["none_01_vs_invQ"]["verdict"] == "not confirmed"
+    assert void["slopes"]["grpo_01_escape_margin"]["verdict"] == "not confirmed"
+    assert not void["verdict"]["reference_separates_from_escape"]
+
+
+def test_baselines_escape_test_is_paired():
+    """The margin's bootstrap resamples the same seeds for the estimator and the
+    reference: an estimator whose every run costs 1.2× the reference's run of the same
+    seed has, in every draw, the reference's slope, so its margin interval is exactly
+    that of ``(s_ref − ½)/2``; runs that do not pair up raise."""
+    ref = lambda x: 2500 + 8 * x  # noqa: E731
+    table = bl_synthetic({"none_01": ref}, sigma=0.3)
+    copy = {k: table[k] for k in table.columns}
+    copy2 = {**copy, "part": np.full(len(table), "rloo_01"), "variant": np.full(len(table), "rloo_01"),
+             "log_queries": table["log_queries"] + math.log(1.2)}
+    both = Table({k: np.concatenate([copy[k], copy2[k]]) for k in copy})
+    exp = get("baselines")
+    config = exp.resolve({"variants": "none_01,rloo_01", "log10_alphas": ",".join(map(str, BL_ALPHAS))})
+    s = exp.summarise(both, {**config, "seeds": 16})
+    ref_ci = np.array(s["slopes"]["none_01_vs_invQ"]["ci"])
+    np.testing.assert_allclose(s["slopes"]["rloo_01_escape_margin"]["ci"], (ref_ci - 0.5) / 2, rtol=1e-9)
+    shuffled = {**copy2, "seed": copy2["seed"] + 100}
+    bad = Table({k: np.concatenate([copy[k], shuffled[k]]) for k in copy})
+    with pytest.raises(ValueError, match="pairs runs"):
+        exp.summarise(bad, {**config, "seeds": 16})
+
+
+def test_baselines_stated_power():
+    """The stated power ``Φ(δ/σ − 1.96)`` against the detection rate over synthetic
+    experiments: an estimator at ``(1/Q)^½`` (the escape) is flagged, and one with the
+    reference's shape confirmed, about as often as stated (within 0.15)."""
+    from lpg.experiments import baselines
+
+    config = {"regime_min": 300.0}
+    ref, sqrt = (lambda x: 2500 + 8 * x), (lambda x: 60 * x**0.5)
+    for law, hit in ((sqrt, lambda r: r["escapes"]), (lambda x: 1800 + 6 * x, lambda r: r["verdict"] == "confirmed")):
+        found, stated = [], []
+        for i in range(80):
+            t = bl_synthetic({"none_01": ref, "none_pm1": law}, sigma={"none_01": 0.1, "none_pm1": 0.5}, seed=i)
+            fits = {v: baselines._slope_fit(t, config, v, n_boot=400) for v in ("none_01", "none_pm1")}
+            rec = baselines.escape_record(fits["none_pm1"], fits["none_01"], 0.5)
+            rec["verdict"] = "confirmed" if rec["ci"][0] > 0 else "not confirmed"
+            found.append(hit(rec))
+            stated.append(rec["power"])
+        assert 0.1 < np.mean(stated) < 0.9  # a regime where the check can tell
+        assert abs(np.mean(found) - np.mean(stated)) < 0.15, (np.mean(found), np.mean(stated))
 
 
 # ---------------------------------------------------------------------------------
@@ -356,6 +547,8 @@ def test_baselines_escape_needs_estimable_points():
     ("baselines", "group_size", "1", "group_size"),
     ("baselines", "variants", "ppo", "variants"),
     ("baselines", "n_contexts", "99", "n_contexts"),
+    ("baselines", "variants", "none_pm1,batch_mean_pm1", "variants"),
+    ("baselines", "escape_exponent", "1.5", "escape_exponent"),
 ])
 def test_bad_settings_raise(name, key, value, needle):
     with pytest.raises(ValueError, match=needle):

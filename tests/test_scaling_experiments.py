@@ -96,6 +96,9 @@ def test_pad_of_buckets():
     ("scaling-n", "Ns", "4,2"), ("scaling-n", "check_every", "7"), ("scaling-n", "algs", "orm,sgd"),
     ("scaling-n", "gamma", "1.5"), ("scaling-alpha", "orm_alphas", "0.1,2.0"), ("scaling-alpha", "n_contexts", "99"),
     ("scaling-eps", "alpha", "1.0"), ("scaling-eps", "pg_check_every", "7"), ("scaling-gamma", "Ss", "1,2"),
+    ("scaling-n", "orm_step_units", "response,position"), ("scaling-n", "orm_token_Ns", "4,5"),
+    ("scaling-alpha", "step_units", "sequence"),
+    ("scaling-gamma", "step_units", "tokens"), ("scaling-gamma", "token_Ss", "2,3"),
     ("report", "profile", "fast"), ("report", "only", ["no-such-experiment"]), ("report", "skip", ["nosuch"]),
     ("report", "seeds", 0),
 ])
@@ -116,9 +119,13 @@ def test_scaling_n_tiny(tmp_path):
     summary, table, _ = run_tiny("scaling-n", tmp_path, 2, ks=4, Ns="1,3,4,5,6", eps=0.1, max_steps=400,
                                  check_every=5, n_boot=50, pretrain_steps=5)
     series = [f"{b}_k4" for b in ("uniform", "pretrained")]
-    assert set(summary["slopes"]) == {f"{a}_{s}{t}" for s in series for a, t in (("orm", ""), ("prm", ""),
-                                                                                 ("prm", "_curvature"),
+    assert set(summary["slopes"]) == {f"{a}_{s}{t}" for s in series for a, t in (("orm", ""), ("orm_token", ""),
+                                                                                 ("prm", ""), ("prm", "_curvature"),
                                                                                  ("prm", "_all_N"))}
+    # Algorithm 1 under both readings of the step, each record naming its own; C5's checks
+    assert {rec["reading"] for name, rec in summary["slopes"].items() if name.startswith("orm_token")} == {"token"}
+    assert {summary["slopes"][f"orm_{s}"]["reading"] for s in series} == {"response"}
+    assert list(summary["verdict"]) == ["C5 under the response-level step", "C5 under the per-token step", "C5"]
     # C9's regime: N·min(1/Q^TL, k) ≥ 1/ε, i.e. N·4 ≥ 10 for the uniform base
     assert summary["slopes"]["prm_uniform_k4"]["regime"] == [3.0, 6.0]
     assert summary["slopes"]["prm_uniform_k4_all_N"]["regime"][0] == 1.0
@@ -138,7 +145,12 @@ def test_scaling_n_tiny(tmp_path):
     assert 1 <= len(qualify) < 4 and pre["n_points"] == len(qualify) and pre["verdict"] == "not estimable"
     assert summary["slopes"]["prm_pretrained_k4"]["regime"][0] == qualify[0]
     assert "prm_uniform_k4_curvature: C9's curvature share" in get("scaling-n").text(summary)
-    assert table["hit"].shape == (2 * 5 * 2 * 2,)  # one row per run: seeds x N x bases x algorithms
+    # one row per run: seeds x bases x N (5 for each algorithm, and for the per-token reading of
+    # Algorithm 1 the two of orm_token_Ns, 1 and 4)
+    assert table["hit"].shape == (2 * 2 * (5 + 2 + 5),)
+    orm_token = (table["alg"] == "orm") & (table["step_unit"] == "token")
+    assert sorted(set(table["N"][orm_token].tolist())) == [1, 4]
+    assert set(table["step_unit"][table["alg"] == "prm"].tolist()) == {"token"}  # prm_step_unit
     uni = (table["base"] == 0)
     # m of the uniform base: k^N for Alg. 1, k·⌈ln(N/δ)⌉ per position for Alg. 2 (in log space)
     orm = uni & (table["alg"] == "orm")
@@ -153,7 +165,7 @@ def test_scaling_n_tiny(tmp_path):
 def test_scaling_alpha_tiny_keeps_censored_runs(tmp_path):
     summary, table, cfg = run_tiny("scaling-alpha", tmp_path, 2, N=6, orm_alphas="0.1,0.001", pg_alphas="0.1,0.001",
                                    orm_max_steps=400, pg_max_steps=400, orm_check_every=10, pg_check_every=10,
-                                   n_boot=50, dominance=1)
+                                   n_boot=50, dominance=1, step_units="response")
     x = scaling_family.swept_values(table, cfg, "alpha")  # each run's alpha, snapped to the configured values
     pg = table["alg"] == "pg"
     # PG from alpha = 1e-3 cannot reach 1 - eps in 400 steps: censored, kept, budget recorded
@@ -168,14 +180,56 @@ def test_scaling_alpha_tiny_keeps_censored_runs(tmp_path):
 
 def test_scaling_eps_and_gamma_tiny(tmp_path):
     summary, table, _ = run_tiny("scaling-eps", tmp_path, 2, N=4, algs="pg", pg_epss="0.3,0.1", pg_max_steps=2000,
-                                 pg_check_every=10, n_boot=50, dominance=1)
-    assert set(summary["slopes"]) == {"pg_queries_vs_eps"}
-    assert np.all(table["hit"])
+                                 pg_check_every=10, n_boot=50, dominance=1, pg_token_epss="0.3,0.2")
+    assert set(summary["slopes"]) == {"pg_queries_vs_eps", "pg_token_queries_vs_eps"}  # both readings of the step
+    assert [summary["slopes"][n]["reading"] for n in ("pg_queries_vs_eps", "pg_token_queries_vs_eps")] == [
+        "response", "token"]
+    assert np.all(table["hit"]) and sorted(set(table["step_unit"].tolist())) == ["response", "token"]
+    assert sorted(set(table["eps"][table["step_unit"] == "token"].tolist())) == pytest.approx([0.2, 0.3])
+    assert list(summary["verdict"]) == ["C2 under the response-level step", "C2 under the per-token step", "C2"]
     summary, table, _ = run_tiny("scaling-gamma", tmp_path, 2, N=3, Ss="2,4", alpha=0.1, eps=0.3, max_steps=2000,
-                                 n_boot=50)
-    assert sorted(set(table["S"].tolist())) == [2, 4]
+                                 n_boot=50, step_units="token", token_Ss="2,4")
+    assert set(summary["slopes"]) == {"orm_token_queries_vs_gamma", "orm_token_queries_per_context_vs_gamma"}
+    assert sorted(set(table["S"].tolist())) == [2, 4] and set(table["step_unit"].tolist()) == {"token"}
     np.testing.assert_allclose(sorted(set(table["gamma"].tolist())),
                                sorted(math.sqrt(4 / (3 * S)) for S in (2, 4)))
+
+
+def _family_table(slopes: dict, alphas, seeds: int = 8):
+    """A ``scaling-alpha`` results table whose queries are ``100·α^slope`` (±2% noise)
+    for each ``(alg, step unit)`` of ``slopes``."""
+    rng, cols = np.random.default_rng(0), {k: [] for k in ("alg", "step_unit", "log_alpha", "eps", "log_queries",
+                                                           "hit", "seed")}
+    for (alg, unit), slope in slopes.items():
+        for a in alphas:
+            for seed in range(seeds):
+                for key, v in (("alg", alg), ("step_unit", unit), ("log_alpha", math.log(a)), ("eps", 0.1),
+                               ("log_queries", math.log(100 * a**slope) + rng.normal(0, 0.02)), ("hit", True),
+                               ("seed", seed)):
+                    cols[key].append(v)
+    return lpg.results.Table({k: np.asarray(v) for k, v in cols.items()})
+
+
+def test_a_claim_confirmed_under_one_reading_only_is_conditional():
+    # C3 (Alg. 1): slope -1 under the paper's reading, -0.5 under the per-token one;
+    # C2 (PG): -1 under both; then under neither
+    exp, alphas = get("scaling-alpha"), [1e-2, 1e-3, 1e-4, 1e-5]
+    config = exp.resolve({"orm_alphas": "1e-2,1e-3,1e-4,1e-5", "pg_alphas": "1e-2,1e-3,1e-4,1e-5", "n_boot": "200"})
+    table = _family_table({("orm", "response"): -1.0, ("orm", "token"): -0.5, ("pg", "response"): -1.0,
+                           ("pg", "token"): -1.0}, alphas)
+    summary = scaling_family.family_summary(table, config, "alpha", ["C2", "C3"])
+    slopes, checks = summary["slopes"], summary["verdict"]
+    assert slopes["orm_queries_vs_alpha"]["verdict"] == "conditional (on the response-level step)"
+    assert slopes["orm_token_queries_vs_alpha"]["verdict"] == "not confirmed"
+    assert slopes["pg_queries_vs_alpha"]["verdict"] == slopes["pg_token_queries_vs_alpha"]["verdict"] == "confirmed"
+    assert checks == {"C3 under the response-level step": True, "C3 under the per-token step": False,
+                      "C3": "conditional (on the response-level step)", "C2 under the response-level step": True,
+                      "C2 under the per-token step": True, "C2": "confirmed"}
+    assert "C3: conditional (on the response-level step)" in exp.text({**summary, "timing": {}})
+    table = _family_table({("orm", "response"): -2.0, ("orm", "token"): -0.5, ("pg", "response"): -1.0,
+                           ("pg", "token"): -1.0}, alphas)
+    checks = scaling_family.family_summary(table, config, "alpha", ["C2", "C3"])["verdict"]
+    assert checks["C3"] == "not confirmed" and not checks["C3 under the response-level step"]
 
 
 # ---------------------------------------------------------------------------------
@@ -183,7 +237,7 @@ def test_scaling_eps_and_gamma_tiny(tmp_path):
 # ---------------------------------------------------------------------------------
 
 TINY_EPS = {"N": "4", "algs": "pg", "pg_epss": "0.3,0.1", "pg_max_steps": "2000", "pg_check_every": "10",
-            "n_boot": "50", "dominance": "1"}
+            "n_boot": "50", "dominance": "1", "step_units": "response"}
 
 
 def with_profile(monkeypatch, name: str, profile: str, prof: Profile):

@@ -6,7 +6,9 @@ Algorithm 1, per context: sample ``y ~ p_w``; if the verifier rejects it, draw u
 ``w += η_t ∇ log p_w(y|x)`` on the accepted response, nothing if none. Each draw is one
 query. The paper's choice is ``m = min(⌈1/Q_{q0}(ε)⌉, k^N)``
 (:func:`lpg.theory.orm_log_m`); ``log m`` is traced (:class:`~lpg.algorithms.base.Hyper`),
-so ``m = 32^128`` is fine.
+so ``m = 32^128`` is fine. The step: ``step_unit="response"`` (default, as PAPER.md §3
+writes it) one adaptive step on the whole accepted response; ``"token"`` one adaptive
+step per token of it, in order (Algorithm 2's unit, below).
 
 Algorithm 2 (reconstructed to mirror Algorithm 1), per context: sample ``y ~ p_w`` and
 query the PRM once on the complete response; if it verifies, update on it. Otherwise
@@ -37,7 +39,7 @@ import jax.numpy as jnp
 import optax
 
 from lpg import _checks, optim, rewards
-from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, per_response_reward, tree_norm
+from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, per_response_reward, step_unit_of, tree_norm
 from lpg.behaviours import Mixture, OnPolicy, mixture_log_prob
 from lpg.policy import log_prob, previous_tokens, sample_from_logits, token_log_probs, weighted_grad
 from lpg.problem import Problem
@@ -53,7 +55,7 @@ from lpg.rewards import (
     truncated_geometric,
 )
 
-STEP_UNITS = ("token", "response")
+__all__ = ["BestOfM", "TokenBestOfM"]
 
 
 def _draws_until(key, m, draw):
@@ -80,14 +82,23 @@ class _BestOfM(AbstractAlgorithm):
     batch_size: int = eqx.field(static=True)
     optimizer: optax.GradientTransformation = eqx.field(static=True)
     event_path: bool = eqx.field(static=True)
+    step_unit: str = eqx.field(static=True)
 
-    def __init__(self, *, batch_size: int = 1, optimizer: str | optim.Factory = "adaptive", event_path: bool = True):
+    def __init__(self, *, batch_size: int = 1, optimizer: str | optim.Factory = "adaptive", event_path: bool = True,
+                 step_unit: str = "response"):
         self.batch_size = _checks.int_at_least("batch_size", batch_size, 1)
         self.optimizer = optim.make(optimizer)
         self.event_path = bool(event_path)
+        self.step_unit = step_unit_of(step_unit, optimizer)
 
     def _update(self, state, problem, xs, ys, coef, queries):
-        """One step of the optimiser on ``∇ Σ_b c_b log p_w(y_b|x_b)/B``: ``(new state, ‖g‖)``."""
+        """The update on the accepted responses ``ys`` weighted by ``coef`` (``(B,)``, or
+        ``(B, N)`` per verified token): ``"response"``, one step of the optimiser on
+        ``∇ Σ_b c_b log p_w(y_b|x_b)/B``; ``"token"``, one adaptive step per token in order,
+        the batch averaged per position (:meth:`AbstractAlgorithm.ascend_per_token`).
+        Returns ``(new state, ‖g‖ or how far w moved)``."""
+        if self.step_unit == "token":
+            return self.ascend_per_token(state, problem, xs, ys, coef, queries)
         g = weighted_grad(problem.fmap, state.w, xs, ys, coef / self.batch_size, problem.length)
         return self.ascend(state, g, queries), tree_norm(g)
 
@@ -104,14 +115,24 @@ class _BestOfM(AbstractAlgorithm):
 
 class BestOfM(_BestOfM):
     """Algorithm 1: an outcome-type reward with best-of-m fallback to ``½q0 + ½Unif(Y^N)``
-    (``reward`` defaults to the exact 0/1 outcome verifier, whose event path is exact)."""
+    (``reward`` defaults to the exact 0/1 outcome verifier, whose event path is exact).
+
+    ``step_unit`` (with ``optimizer="adaptive"``): ``"response"`` (default, PAPER.md §3)
+    takes one adaptive step on ``∇ mean_b log p_w(y_b|x_b)`` over the accepted responses
+    (none for a context without one); ``"token"`` takes one adaptive step per token of
+    each accepted response, in order: at position ``i``,
+    ``w += mean_b [accepted_b]·g_b/(4 + 2‖g_b‖²)`` with ``g_b = ∇ log p_w(y_{b,i}|x_b,
+    y_{b,<i})`` at the weights position ``i − 1`` left, the mean over all ``batch_size``
+    contexts (a context without an accepted response adds 0), so a batch of copies of
+    one context moves ``w`` as far as one context does."""
 
     reward: rewards.AbstractReward
 
     def __init__(self, *, reward: rewards.AbstractReward | str = "outcome", batch_size: int = 1,
-                 optimizer: str | optim.Factory = "adaptive", event_path: bool | None = None):
+                 optimizer: str | optim.Factory = "adaptive", event_path: bool | None = None,
+                 step_unit: str = "response"):
         self.reward, event_path = per_response_reward(reward, event_path, algorithm="Algorithm 1")
-        super().__init__(batch_size=batch_size, optimizer=optimizer, event_path=event_path)
+        super().__init__(batch_size=batch_size, optimizer=optimizer, event_path=event_path, step_unit=step_unit)
 
     def _event_one(self, w, key, problem, x, y, hyper):
         k0, k1 = jax.random.split(key)
@@ -154,26 +175,11 @@ class TokenBestOfM(_BestOfM):
     response-level step shrinks like ``1/L`` and the number of failed iterations grows
     with ``N``."""
 
-    step_unit: str = eqx.field(static=True)
-
     def __init__(self, *, batch_size: int = 1, optimizer: str | optim.Factory = "adaptive", event_path: bool = True,
                  step_unit: str | None = None):
-        super().__init__(batch_size=batch_size, optimizer=optimizer, event_path=event_path)
-        adaptive = optim.is_adaptive(optimizer)
         if step_unit is None:
-            step_unit = "token" if adaptive else "response"
-        self.step_unit = _checks.one_of("step_unit", step_unit, STEP_UNITS)
-        if self.step_unit == "token" and not adaptive:
-            raise ValueError(f"step_unit must be 'response' with optimizer={optimizer!r} (a per-token step "
-                             f"is the adaptive step's), got step_unit='token'")
-
-    def _update(self, state, problem, xs, ys, coef, queries):
-        if self.step_unit != "token":
-            return super()._update(state, problem, xs, ys, coef, queries)
-        lr = optim.learning_rate(state.opt_state)
-        w = problem.fmap.token_steps(state.w, xs, ys, coef * lr)
-        new = state._replace(w=w, step=state.step + 1, queries=add_counts(state.queries, queries))
-        return new, tree_norm(jax.tree_util.tree_map(jnp.subtract, w, state.w))
+            step_unit = "token" if optim.is_adaptive(optimizer) else "response"
+        super().__init__(batch_size=batch_size, optimizer=optimizer, event_path=event_path, step_unit=step_unit)
 
     def _event_one(self, w, key, problem, x, y, hyper):
         N, length, fmap = problem.N, problem.length, problem.fmap

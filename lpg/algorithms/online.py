@@ -32,8 +32,7 @@ import numpy as np
 import optax
 
 from lpg import _checks, optim, rewards
-from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, per_response_reward, tree_norm
-from lpg.algorithms.best_of_m import STEP_UNITS
+from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, per_response_reward, step_unit_of, tree_norm
 from lpg.metrics import sequence_log_likelihoods
 from lpg.policy import log_prob, weighted_grad
 from lpg.problem import Problem
@@ -74,10 +73,7 @@ class OnlinePG(AbstractAlgorithm):
                  event_path: bool | None = None, contexts=None, step_unit: str = "response"):
         self.reward, self.event_path = per_response_reward(reward, event_path, algorithm="online learning")
         self.optimizer = optim.make(optimizer)
-        self.step_unit = _checks.one_of("step_unit", step_unit, STEP_UNITS)
-        if self.step_unit == "token" and not optim.is_adaptive(optimizer):
-            raise ValueError(f"step_unit must be 'response' with optimizer={optimizer!r} (a per-token step "
-                             f"is the adaptive step's), got step_unit='token'")
+        self.step_unit = step_unit_of(step_unit, optimizer)
         self.context_rule, self.contexts, self.max_index = _context_spec(contexts)
 
     def init_aux(self) -> dict:

@@ -15,6 +15,22 @@ ever happens on ``y*`` itself, so the event path draws the success events with t
 exact probabilities (teacher-forced, no token loop; the law is the reward's,
 :meth:`lpg.rewards.AbstractReward.event`). It has the same law as the sampled path
 (proved in tests). ±1 rewards, baselines and rewards without an event path sample.
+
+The step (``step_unit``, with the adaptive step and ``loss_norm="sequence"``). Write the
+update's coefficients ``c_{j,i} = A_j ρ_j`` (outcome reward, the same at every real
+position ``i`` of sample ``j``) or ``A_{j,i} ρ_j`` (process reward), over the ``B·G``
+samples of the batch. ``"response"`` (default, PAPER.md §3): one adaptive step on
+``g = Σ_{j,i} c_{j,i} ∇ log p_w(y_{j,i}|x_j, y_{j,<i})/(B·G)``, the whole batch's
+gradient. ``"token"``: for each position ``i = 1..N`` in order,
+``w += Σ_j c_{j,i}·g_{j,i}/(4 + 2‖g_{j,i}‖²)/(B·G)`` with ``g_{j,i} = ∇ log
+p_w(y_{j,i}|x_j, y_{j,<i})`` at the weights position ``i − 1`` left — every rewarded token
+its own adaptive step, weighted by its coefficient (a sign for ±1 rewards) and averaged
+over the batch per position, as :class:`lpg.TokenBestOfM` does
+(:meth:`~lpg.algorithms.base.AbstractAlgorithm.ascend_per_token`). A sample with
+``c = 0`` adds nothing but still counts in the mean. On the event path the ``G``
+samples of a group that succeed all update ``y*``, so the group's coefficients are
+summed into one row of weight ``Σ_j c_j/G``: at each position those samples share one
+gradient and a step is linear in its coefficient, so the update is the same.
 """
 
 from __future__ import annotations
@@ -25,7 +41,7 @@ import jax.numpy as jnp
 import optax
 
 from lpg import _checks, advantages, behaviours, optim, rewards
-from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, tree_norm
+from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, step_unit_of, tree_norm
 from lpg.behaviours import clipped_ratio
 from lpg.policy import log_prob, position_mask, weighted_grad
 from lpg.problem import Problem
@@ -42,7 +58,8 @@ class PolicyGradient(AbstractAlgorithm):
     ``loss_norm="sequence"`` follows ``mean_b Σ_i`` (the paper); ``"token"`` divides by
     the length as well (the authors' ``mean`` over batch and positions). ``event_path``:
     ``None`` takes the exact event path whenever the law allows it; ``True`` requires it,
-    ``False`` samples."""
+    ``False`` samples. ``step_unit``: ``"response"`` (default) or ``"token"`` (adaptive step
+    and sequence loss only), see the module docstring."""
 
     reward: rewards.AbstractReward
     advantage: advantages.AbstractAdvantage
@@ -53,6 +70,7 @@ class PolicyGradient(AbstractAlgorithm):
     optimizer: optax.GradientTransformation = eqx.field(static=True)
     loss_norm: str = eqx.field(static=True)
     event_path: bool = eqx.field(static=True)
+    step_unit: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -66,6 +84,7 @@ class PolicyGradient(AbstractAlgorithm):
         optimizer: str | optim.Factory = "adaptive",
         loss_norm: str = "sequence",
         event_path: bool | None = None,
+        step_unit: str = "response",
     ):
         self.reward = rewards.by_name(reward)
         self.advantage = advantages.by_name(advantage)
@@ -75,6 +94,7 @@ class PolicyGradient(AbstractAlgorithm):
         self.group_size = _checks.int_at_least("group_size", group_size, 1)
         self.optimizer = optim.make(optimizer)
         self.loss_norm = _checks.one_of("loss_norm", loss_norm, LOSS_NORMS)
+        self.step_unit = step_unit_of(step_unit, optimizer, self.loss_norm)
         need = type(self.advantage).min_group_size
         if self.group_size < need:
             raise ValueError(f"group_size must be >= {need} for advantage {type(self.advantage).__name__}, "
@@ -101,11 +121,15 @@ class PolicyGradient(AbstractAlgorithm):
         draw = self._event if self.event_path else self._sample
         xg, yg, coef, queries, correct, outcome = draw(state.w, k_run, problem, xs, ys, hyper)
         norm = self.batch_size * self.group_size
+        q = rewards.sum_counts(rewards.sum_counts(rewards.count(queries)))  # over samples, then contexts
+        aux = {"zero_var": self._zero_var(outcome)}
+        if self.step_unit == "token":  # ascend_per_token averages over the xg.shape[0] rows
+            new, moved = self.ascend_per_token(state, problem, xg, yg, coef / (norm / xg.shape[0]), q)
+            return new, StepMetrics(q, moved, jnp.mean(correct), aux)
         if self.loss_norm == "token":
             norm = norm * problem.length
         g = weighted_grad(problem.fmap, state.w, xg, yg, coef / norm, problem.length)
-        q = rewards.sum_counts(rewards.sum_counts(rewards.count(queries)))  # over samples, then contexts
-        metrics = StepMetrics(q, tree_norm(g), jnp.mean(correct), {"zero_var": self._zero_var(outcome)})
+        metrics = StepMetrics(q, tree_norm(g), jnp.mean(correct), aux)
         return self.ascend(state, g, q), metrics
 
     # -- helpers ---------------------------------------------------------------------

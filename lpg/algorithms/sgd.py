@@ -23,8 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from lpg import _checks, optim, progress, rewards
-from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, hyper as make_hyper, tree_norm
-from lpg.algorithms.best_of_m import STEP_UNITS
+from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, hyper as make_hyper, step_unit_of, tree_norm
 from lpg.algorithms.train import step_key
 from lpg.policy import position_mask, weighted_grad
 from lpg.problem import Problem
@@ -47,13 +46,7 @@ class SGD(AbstractAlgorithm):
         self.batch_size = _checks.int_at_least("batch_size", batch_size, 1)
         self.optimizer = optim.make(optimizer)
         self.loss_norm = _checks.one_of("loss_norm", loss_norm, LOSS_NORMS)
-        self.step_unit = _checks.one_of("step_unit", step_unit, STEP_UNITS)
-        if self.step_unit == "token" and not optim.is_adaptive(optimizer):
-            raise ValueError(f"step_unit must be 'response' with optimizer={optimizer!r} (a per-token step "
-                             f"is the adaptive step's), got step_unit='token'")
-        if self.step_unit == "token" and self.loss_norm != "sequence":
-            raise ValueError(f"step_unit must be 'response' with loss_norm={loss_norm!r} (each token takes its own "
-                             f"step), got step_unit='token'")
+        self.step_unit = step_unit_of(step_unit, optimizer, self.loss_norm)
 
     def step(self, state, key, problem: Problem, hyper):
         xs, ys = problem.contexts(key, self.batch_size)

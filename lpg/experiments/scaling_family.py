@@ -27,6 +27,18 @@ The regime is fixed by the settings, not by the data: the swept values where the
 term dominates the other by the factor ``D = dominance`` (default 100): ``1/α ≥ D/ε``
 (``α ≤ 1e-3`` at ``ε = 0.1``), ``1/ε ≥ D/α`` (``ε ≤ 5·10⁻³`` at ``α = 0.5``).
 Acceptance: slope in ``[−1.25, −0.75]``.
+
+Both readings of the adaptive step (``step_units``; PAPER.md §3 leaves open which gradient
+it follows): ``response``, the paper's, one step on the accepted (Algorithm 1) or rewarded
+(PG) response's gradient, and ``token``, one adaptive step per token of it, in order
+(``step_unit`` of :class:`lpg.BestOfM` and :class:`lpg.PolicyGradient`). Each runs the same
+test and its slope record names its reading (``reading``; ``*_token_*`` for the second). A
+slope confirmed under one reading only is ``conditional (on …)`` it
+(:func:`lpg.analysis.mark_conditional`); ``summary.verdict`` states each claim under each
+reading and overall (``confirmed`` when both pass). The per-token reading costs more per
+iteration (``N`` sequential steps; 3–4 times a PG iteration), so it has its own, smaller
+grids (``orm_token_*s``, ``pg_token_*s``): PG's ``α`` stops at ``3.16e-5`` with half
+decades (four values in the regime), both algorithms' ``ε`` at ``3.16e-4`` (three).
 """
 
 from __future__ import annotations
@@ -41,7 +53,8 @@ from matplotlib.lines import Line2D
 
 import lpg
 from lpg import plotting
-from lpg.analysis import fit_record, fmt_slope, slopes_table
+from lpg.algorithms.base import READINGS
+from lpg.analysis import checks_line, claim_under_readings, fit_record, fmt_slope, mark_conditional, slopes_table
 from lpg.features import max_planted_contexts
 from lpg.hitting import likelihood_at_least, run_until
 from lpg.metrics import sequence_log_likelihoods
@@ -52,27 +65,42 @@ from lpg.theory import orm_log_m
 LN10 = math.log(10.0)
 ALGS = ("orm", "pg")
 LABEL = {"orm": "Alg. 1 (best-of-m, ORM)", "pg": "on-policy PG (0/1 outcome)"}
+CLAIM = {"orm": "C3", "pg": "C2"}
+STEP_UNITS = tuple(READINGS)  # the paper's reading first
 COLOR = {"orm": plotting.COLORS["orm"], "pg": "#6c3483"}
 EPS_GRID = [1e-1, 3.16e-2, 1e-2, 3.16e-3, 1e-3, 3.16e-4, 1e-4]
+TOKEN_EPS_GRID = [1e-1, 1e-2, 3.16e-3, 1e-3, 3.16e-4]
+"""The per-token reading's ε (both algorithms): its iterations cost more, so ``1e-4``, whose
+runs are two thirds of the cost, is left out; three values stay in the regime."""
+PG_TOKEN_ALPHAS = [1e-1, 1e-2, 1e-3, 3.16e-4, 1e-4, 3.16e-5]
+"""PG's α under the per-token reading: ``1e-5``, nine tenths of PG's cost, is replaced by
+half decades down to ``3.16e-5``; four values stay in the regime."""
 
 
-def family_algorithm(name: str, batch_size: int):
+def family_algorithm(name: str, batch_size: int, step_unit: str = "response"):
     """Algorithm 1 (:class:`lpg.BestOfM`) or on-policy PG with the 0/1 outcome reward
-    (:class:`lpg.PolicyGradient`, exact event path), both with the adaptive step."""
+    (:class:`lpg.PolicyGradient`, exact event path), both with the adaptive step read as
+    ``step_unit``."""
     if name == "orm":
-        return lpg.BestOfM(batch_size=batch_size)
-    return lpg.PolicyGradient("outcome", batch_size=batch_size, event_path=True)
+        return lpg.BestOfM(batch_size=batch_size, step_unit=step_unit)
+    return lpg.PolicyGradient("outcome", batch_size=batch_size, event_path=True, step_unit=step_unit)
 
 
-def planted_alpha_runner(config: dict, alg_name: str):
+def part_name(alg: str, unit: str) -> str:
+    """A sweep's (and a series') name: the algorithm, ``_token`` for the per-token reading."""
+    return alg if unit == "response" else f"{alg}_{unit}"
+
+
+def planted_alpha_runner(config: dict, alg_name: str, step_unit: str = "response"):
     """``fn(key, log_alpha, eps)``: one run from the planted base with likelihood exactly
     ``α`` on ``y*`` for every context, until the likelihood is ``≥ 1 − ε`` on every
-    context. ``α`` and ``ε`` are traced (one compile per algorithm). Every context has
-    base likelihood ``α``, so ``Q_{q0}(ε) = α`` and Algorithm 1's ``m = min(⌈1/α⌉, k^N)``."""
+    context. ``α`` and ``ε`` are traced (one compile per algorithm and reading). Every
+    context has base likelihood ``α``, so ``Q_{q0}(ε) = α`` and Algorithm 1's
+    ``m = min(⌈1/α⌉, k^N)``."""
     k, N = config["k"], config["N"]
     task = lpg.make_planted(jax.random.PRNGKey(config["task_seed"]), k=k, N=N, gamma=config["gamma"],
                             n_contexts=config["n_contexts"])
-    alg = family_algorithm(alg_name, config["batch_size"])
+    alg = family_algorithm(alg_name, config["batch_size"], step_unit)
     max_steps, check_every = config[f"{alg_name}_max_steps"], config[f"{alg_name}_check_every"]
 
     def run(key, log_alpha, eps):
@@ -98,7 +126,8 @@ def swept_values(table, config: dict, swept: str) -> np.ndarray:
     """Each run's ``α`` or ``ε``, snapped back to the configured values (the grid is
     float32, so ``exp(log α)`` is not exactly the configured ``α``)."""
     x = np.asarray(np.exp(table["log_alpha"]) if swept == "alpha" else table["eps"], np.float64)
-    configured = np.array(sorted({v for a in config["algs"] for v in config[f"{a}_{swept}s"]}), np.float64)
+    configured = np.array(sorted({v for a in config["algs"] for u in config["step_units"]
+                                  for v in values_of(config, a, u, swept)}), np.float64)
     return configured[np.argmin(np.abs(np.log(x[:, None]) - np.log(configured[None])), axis=1)]
 
 
@@ -110,20 +139,36 @@ def family_regime(config: dict, swept: str) -> list[float]:
     return [0.0, fixed / config["dominance"]]
 
 
+def series(table, alg: str, unit: str) -> np.ndarray:
+    """The rows of one algorithm under one reading of the step (a table without a
+    ``step_unit`` column holds the response-level reading only)."""
+    units = table["step_unit"] if "step_unit" in table else np.full(len(table), "response")
+    return (table["alg"] == alg) & (units == unit)
+
+
 def family_summary(table, config: dict, swept: str, claims: list[str]) -> dict:
     regime, x = family_regime(config, swept), swept_values(table, config, swept)
-    slopes = {}
+    slopes, by_claim = {}, {}
     for alg in config["algs"]:
-        sel = table["alg"] == alg
-        slopes[f"{alg}_queries_vs_{swept}"] = fit_record(
-            x[sel], table["log_queries"][sel], ~table["hit"][sel], theory=-1.0, accept=(-1.25, -0.75), log_x=True,
-            log_y=False, regime=regime, n_boot=config["n_boot"], claim="C3" if alg == "orm" else "C2",
-            note=f"log-log slope of queries vs {swept} where the {swept} term dominates "
-                 f"({swept} <= {regime[1]:.3g}); queries = iterations x batch for PG")
+        claim = CLAIM[alg]
+        for unit in config["step_units"]:
+            sel = series(table, alg, unit)
+            rec = slopes[f"{part_name(alg, unit)}_queries_vs_{swept}"] = fit_record(
+                x[sel], table["log_queries"][sel], ~table["hit"][sel], theory=-1.0, accept=(-1.25, -0.75),
+                log_x=True, log_y=False, regime=regime, n_boot=config["n_boot"], claim=claim,
+                note=f"log-log slope of queries vs {swept} where the {swept} term dominates "
+                     f"({swept} <= {regime[1]:.3g}); queries = iterations x batch for PG; {READINGS[unit]}")
+            rec["reading"] = unit
+            by_claim.setdefault(claim, {})[READINGS[unit]] = [rec]
+        mark_conditional({r: recs[0] for r, recs in by_claim[claim].items()})
+    verdicts = {}
+    for claim, by_reading in by_claim.items():
+        verdicts.update(claim_under_readings(claim, by_reading))
     return {
         "experiment": f"scaling-{swept}",
         "claims": claims,
         "slopes": slopes,
+        "verdict": verdicts,
         "regime_rule": (f"1/alpha >= {config['dominance']:g}/eps" if swept == "alpha"
                         else f"1/eps >= {config['dominance']:g}/alpha"),
         "censored_runs": int(np.sum(~table["hit"])),
@@ -135,16 +180,17 @@ def family_figure(table, config: dict, summary: dict, out_dir: Path, swept: str,
     fig, (ax,) = plotting.figure(1, width=5.6, height=4.4)
     regime, x_all, gamma = family_regime(config, swept), swept_values(table, config, swept), config["gamma"]
     all_x = np.unique(x_all)
-    for alg in config["algs"]:
-        sel, color = table["alg"] == alg, COLOR[alg]
+    for alg, unit in [(a, u) for a in config["algs"] for u in config["step_units"]]:
+        sel, color, token = series(table, alg, unit), COLOR[alg], unit == "token"
         xs, med = plotting.scaling_series(ax, x_all[sel], table["log_queries"][sel] / LN10, ~table["hit"][sel],
-                                          label=LABEL[alg], color=color, jitter=0.05)
-        rec = summary["slopes"][f"{alg}_queries_vs_{swept}"]
+                                          label=LABEL[alg] + (", per-token step" if token else ""), color=color,
+                                          ls="-." if token else "-", marker="D" if token else "o", jitter=0.05)
+        rec = summary["slopes"][f"{part_name(alg, unit)}_queries_vs_{swept}"]
         in_reg = (xs >= regime[0]) & (xs <= regime[1])
         if in_reg.sum() >= 1:
-            plotting.theory_overlay(ax, xs[in_reg], med[in_reg], -1.0, color=color,
-                                    label=f"slope −1 (fitted: {fmt_slope(rec)})")
-        if alg == "orm":
+            plotting.theory_overlay(ax, xs[in_reg], med[in_reg], -1.0, color=color, ls=":" if token else "--",
+                                    label=f"slope −1 (fitted{', per token' if token else ''}: {fmt_slope(rec)})")
+        if alg == "orm" and not token:
             # the shape of C3, (1/α + 1/ε)/γ², with its constant fitted to the medians
             a = xs if swept == "alpha" else np.full_like(xs, config["alpha"])
             e = xs if swept == "eps" else np.full_like(xs, config["eps"])
@@ -172,9 +218,17 @@ def family_figure(table, config: dict, summary: dict, out_dir: Path, swept: str,
     return plotting.save(fig, out_dir, name)
 
 
-def family_settings(swept: str, fixed: float, orm_values: list, pg_values: list, budgets: tuple) -> dict:
+def values_of(config: dict, alg: str, unit: str, swept: str) -> list[float]:
+    """The swept values of one algorithm under one reading of the step (``{alg}_{swept}s``,
+    or ``{alg}_token_{swept}s`` for the per-token reading)."""
+    return list(config[f"{alg}_{swept}s" if unit == "response" else f"{alg}_{unit}_{swept}s"])
+
+
+def family_settings(swept: str, fixed: float, orm_values: list, pg_values: list, budgets: tuple,
+                    token_values: tuple[list, list]) -> dict:
     """The settings of one family experiment (``swept``: ``"alpha"`` or ``"eps"``);
-    ``budgets``: ``(orm_max_steps, orm_check_every, pg_max_steps, pg_check_every)``."""
+    ``budgets``: ``(orm_max_steps, orm_check_every, pg_max_steps, pg_check_every)``;
+    ``token_values``: Algorithm 1's and PG's values under the per-token reading."""
     other = "eps" if swept == "alpha" else "alpha"
     unit = dict(low=0.0, high=1.0, open_low=True, open_high=True)
     return {
@@ -184,7 +238,12 @@ def family_settings(swept: str, fixed: float, orm_values: list, pg_values: list,
                             "alpha": "base likelihood of y* on every context"}[other], **unit),
         f"orm_{swept}s": Reals(orm_values, f"values of {swept} for Algorithm 1", min_len=2, **unit),
         f"pg_{swept}s": Reals(pg_values, f"values of {swept} for on-policy PG", min_len=2, **unit),
+        **{f"{alg}_token_{swept}s": Reals(v, f"values of {swept} for {LABEL[alg]} under the per-token reading of the "
+                                             f"step (it costs more per iteration)", min_len=2, **unit)
+           for alg, v in zip(ALGS, token_values)},
         "algs": Choices(list(ALGS), "algorithms: orm (Algorithm 1), pg (on-policy PG)", ALGS),
+        "step_units": Choices(list(STEP_UNITS), "readings of the adaptive step: response (one step per response, the "
+                              "paper's), token (one per token of the accepted/rewarded response)", STEP_UNITS),
         "orm_max_steps": Int(budgets[0], "Algorithm 1's iteration budget (runs that spend it are censored)", low=1),
         "orm_check_every": Int(budgets[1], "Algorithm 1's iterations between target checks", low=1),
         "pg_max_steps": Int(budgets[2], "PG's iteration budget (runs that spend it are censored)", low=1),
@@ -204,15 +263,17 @@ class _Family(Experiment):
     default_seeds = 16
 
     def sweeps(self, config):
-        """One sweep per algorithm over the swept values, one chunk per value so each
-        ``while_loop`` stops with its own slowest run."""
+        """One sweep per algorithm and reading of the step over the swept values, one
+        chunk per value so each ``while_loop`` stops with its own slowest run."""
         for alg in config["algs"]:
-            values = config[f"{alg}_{self.swept}s"]
-            if self.swept == "alpha":
-                grid = {"log_alpha": [math.log(v) for v in values], "eps": [config["eps"]]}
-            else:
-                grid = {"log_alpha": [math.log(config["alpha"])], "eps": list(values)}
-            yield Sweep(alg, planted_alpha_runner(config, alg), grid, {"alg": alg}, chunk_size=PER_POINT)
+            for unit in config["step_units"]:
+                values = values_of(config, alg, unit, self.swept)
+                if self.swept == "alpha":
+                    grid = {"log_alpha": [math.log(v) for v in values], "eps": [config["eps"]]}
+                else:
+                    grid = {"log_alpha": [math.log(config["alpha"])], "eps": list(values)}
+                yield Sweep(part_name(alg, unit), planted_alpha_runner(config, alg, unit), grid,
+                            {"alg": alg, "step_unit": unit}, chunk_size=PER_POINT)
 
     def summarise(self, table, config):
         return family_summary(table, config, self.swept, list(self.claims))
@@ -223,7 +284,8 @@ class _Family(Experiment):
 
     def text(self, summary: dict) -> str:
         return "\n".join([slopes_table(summary["slopes"]), f"regime: {summary['regime_rule']}",
-                          f"censored runs: {summary['censored_runs']}/{summary['runs']}"])
+                          f"censored runs: {summary['censored_runs']}/{summary['runs']}",
+                          checks_line(summary.get("verdict") or {})])
 
 
 class ScalingAlpha(_Family):
@@ -232,10 +294,12 @@ class ScalingAlpha(_Family):
     swept = "alpha"
     figure_title = "C2, C3: queries ∝ 1/α where 1/α ≫ 1/ε"
     settings = family_settings("alpha", 0.1, [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6], [1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
-                               (20000, 10, 3000000, 100))
+                               (20000, 10, 3000000, 100), ([1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6], PG_TOKEN_ALPHAS))
     profiles = {
-        "gpu": Profile(64, {"pg_alphas": "1e-1,1e-2,1e-3,1e-4,1e-5,1e-6", "pg_max_steps": "20000000"}),
+        "gpu": Profile(64, {"pg_alphas": "1e-1,1e-2,1e-3,1e-4,1e-5,1e-6", "pg_max_steps": "20000000",
+                            "pg_token_alphas": "1e-1,1e-2,1e-3,1e-4,1e-5,1e-6"}),
         "quick": Profile(4, {"orm_alphas": "1e-1,1e-2,1e-3,1e-4", "pg_alphas": "1e-1,1e-2,1e-3", "n_boot": "300",
+                             "orm_token_alphas": "1e-1,1e-2,1e-3,1e-4", "pg_token_alphas": "1e-1,1e-2,1e-3",
                              "dominance": "10"}),
     }
 
@@ -245,9 +309,11 @@ class ScalingEps(_Family):
     description = "C3: queries to likelihood 1-eps vs eps from a good base (Alg. 1 and on-policy PG), slope -1"
     swept = "eps"
     figure_title = "C3: queries ∝ 1/ε where 1/ε ≫ 1/α"
-    settings = family_settings("eps", 0.5, EPS_GRID, EPS_GRID, (2000000, 100, 2000000, 100))
+    settings = family_settings("eps", 0.5, EPS_GRID, EPS_GRID, (2000000, 100, 2000000, 100),
+                               (TOKEN_EPS_GRID, TOKEN_EPS_GRID))
     profiles = {
-        "gpu": Profile(64, {}),
+        "gpu": Profile(64, {f"{alg}_token_epss": ",".join(map(str, EPS_GRID)) for alg in ALGS}),
         "quick": Profile(4, {"orm_epss": "1e-1,1e-2,1e-3", "pg_epss": "1e-1,1e-2,1e-3", "n_boot": "300",
+                             "orm_token_epss": "1e-1,1e-2,1e-3", "pg_token_epss": "1e-1,1e-2,1e-3",
                              "dominance": "10"}),
     }

@@ -15,6 +15,14 @@ so the whole ``1/γ²`` comes from the ``D/k = S`` directions that each need the
 successes: queries per context (the figure's second panel) should stay flat up to the
 logarithmic cost of waiting for the slowest of ``S`` contexts (the target is per
 sample), the Õ of the claim.
+
+Both readings of the adaptive step (``step_units``): ``response`` (the paper's, one step on
+the accepted response) and ``token`` (one adaptive step per token of it, in order;
+:class:`lpg.BestOfM`'s ``step_unit``), each with the same test, its records named by its
+reading (``orm_token_*`` for the second). A slope confirmed under one reading only is
+``conditional (on …)`` it; ``summary.verdict`` states C3 under each reading and overall.
+The time is mostly compiling (one program per ``S`` and reading), so the per-token reading
+runs at the ``S`` of ``Ss`` in ``token_Ss`` (default 2, 8 and 64: the whole range of ``γ``).
 """
 
 from __future__ import annotations
@@ -29,15 +37,32 @@ from matplotlib.lines import Line2D
 
 import lpg
 from lpg import plotting
-from lpg.analysis import fit_record, fmt_slope, slopes_table
+from lpg.algorithms.base import READINGS
+from lpg.analysis import checks_line, claim_under_readings, fit_record, fmt_slope, mark_conditional, slopes_table
 from lpg.hitting import likelihood_at_least, run_until
 from lpg.metrics import sequence_log_likelihoods
 from lpg.problem import planted_problem
-from lpg.spec import Experiment, Ints, Profile, Real, Sweep, common, divides
+from lpg.spec import Choices, Experiment, Ints, Profile, Real, Sweep, common, divides
 from lpg.theory import orm_log_m
 
 LN10 = math.log(10.0)
 UNIT = dict(low=0.0, high=1.0, open_low=True, open_high=True)
+
+
+TOKEN_SS = [2, 8, 64]
+"""The per-token reading's ``S`` at the default: three of the six, over the whole range of ``γ``
+(the experiment's time is mostly compiling, one program per ``S`` and reading)."""
+
+
+def token_Ss(config: dict) -> list[int]:
+    """The ``S`` of the per-token reading: those of ``Ss`` in ``token_Ss``."""
+    return [S for S in config["Ss"] if S in config["token_Ss"]]
+
+
+def _token_grid(c: dict):
+    if "token" in c["step_units"] and len(token_Ss(c)) < 2:
+        return f"token_Ss must hold at least 2 of Ss={c['Ss']} for the per-token reading, got {c['token_Ss']}"
+    return None
 
 
 def gamma_of(k: int, S: int) -> float:
@@ -45,11 +70,12 @@ def gamma_of(k: int, S: int) -> float:
     return math.sqrt(k / ((k - 1) * S))
 
 
-def make_run(config: dict, S: int):
-    """``fn(key)``: one run of Algorithm 1 on the planted task with ``S`` contexts."""
+def make_run(config: dict, S: int, step_unit: str = "response"):
+    """``fn(key)``: one run of Algorithm 1 on the planted task with ``S`` contexts, the
+    adaptive step read as ``step_unit``."""
     k, N = config["k"], config["N"]
     task = lpg.make_planted(jax.random.PRNGKey(config["task_seed"]), k=k, N=N, gamma=gamma_of(k, S), n_contexts=S)
-    alg = lpg.BestOfM(batch_size=config["batch_size"])
+    alg = lpg.BestOfM(batch_size=config["batch_size"], step_unit=step_unit)
     w0 = lpg.tasks.planted_alpha_base(task, config["alpha"])
     target = likelihood_at_least(config["eps"])
 
@@ -64,36 +90,62 @@ def make_run(config: dict, S: int):
     return run
 
 
+def series(table, unit: str) -> np.ndarray:
+    """The rows of one reading of the step (a table without a ``step_unit`` column holds
+    the response-level reading only)."""
+    return (table["step_unit"] if "step_unit" in table else np.full(len(table), "response")) == unit
+
+
+def name_of(unit: str, quantity: str) -> str:
+    return f"orm{'' if unit == 'response' else '_' + unit}_{quantity}"
+
+
 def summary_of(table, config: dict) -> dict:
-    g, lq, cens = table["gamma"], table["log_queries"], ~table["hit"]
-    n_boot = config["n_boot"]
-    total = fit_record(g, lq, cens, theory=-2.0, accept=(-2.5, -1.5), log_x=True, log_y=False, n_boot=n_boot,
-                       note="log-log slope of queries vs gamma, D = S k >= k/gamma^2", claim="C3")
-    per_ctx = fit_record(g, lq - np.log(table["S"]), cens, theory=0.0, log_x=True, log_y=False, n_boot=n_boot,
-                         note="queries per context vs gamma (the O~ part)", claim="C3")
-    return {"experiment": "scaling-gamma", "claims": ["C3"],
-            "slopes": {"orm_queries_vs_gamma": total, "orm_queries_per_context_vs_gamma": per_ctx},
-            "gammas": sorted(set(g.tolist()), reverse=True), "censored_runs": int(np.sum(cens)),
+    n_boot, slopes, totals = config["n_boot"], {}, {}
+    for unit in config["step_units"]:
+        sel = series(table, unit)
+        g, lq, cens = table["gamma"][sel], table["log_queries"][sel], ~table["hit"][sel]
+        total = fit_record(g, lq, cens, theory=-2.0, accept=(-2.5, -1.5), log_x=True, log_y=False, n_boot=n_boot,
+                           note=f"log-log slope of queries vs gamma, D = S k >= k/gamma^2; {READINGS[unit]}",
+                           claim="C3")
+        per_ctx = fit_record(g, lq - np.log(table["S"][sel]), cens, theory=0.0, log_x=True, log_y=False,
+                             n_boot=n_boot, note=f"queries per context vs gamma (the O~ part); {READINGS[unit]}",
+                             claim="C3")
+        total["reading"] = per_ctx["reading"] = unit
+        slopes[name_of(unit, "queries_vs_gamma")] = totals[READINGS[unit]] = total
+        slopes[name_of(unit, "queries_per_context_vs_gamma")] = per_ctx
+    mark_conditional(totals)
+    cens = ~table["hit"]
+    return {"experiment": "scaling-gamma", "claims": ["C3"], "slopes": slopes,
+            "verdict": claim_under_readings("C3", {r: [rec] for r, rec in totals.items()}),
+            "gammas": sorted(set(table["gamma"].tolist()), reverse=True), "censored_runs": int(np.sum(cens)),
             "runs": int(cens.size)}
 
 
 def figure(table, config: dict, summary: dict, out_dir: Path) -> list[Path]:
     fig, axes = plotting.figure(2, width=5.0, height=4.2)
-    g, cens, color = table["gamma"], ~table["hit"], plotting.COLORS["orm"]
-    ax, rec = axes[0], summary["slopes"]["orm_queries_vs_gamma"]
-    xs, med = plotting.scaling_series(ax, g, table["log_queries"] / LN10, cens, label="Alg. 1 (best-of-m, ORM)",
-                                      color=color, jitter=0.02)
-    plotting.theory_overlay(ax, xs, med, -2.0, color=color, label=f"slope −2 (fitted: {fmt_slope(rec)})")
-    gs = np.asarray(sorted(set(g.tolist())))
+    color, units = plotting.COLORS["orm"], list(config["step_units"])
+    for unit in units:
+        t = table.rows(series(table, unit))
+        g, cens, token = t["gamma"], ~t["hit"], unit == "token"
+        style = dict(color="#e08a3c" if token else color, marker="D" if token else "o", ls="-." if token else "-")
+        rec, rec2 = (summary["slopes"][name_of(unit, q)] for q in ("queries_vs_gamma", "queries_per_context_vs_gamma"))
+        xs, med = plotting.scaling_series(axes[0], g, t["log_queries"] / LN10, cens, jitter=0.02,
+                                          label="Alg. 1 (best-of-m, ORM)" + (", per-token step" if token else ""),
+                                          **style)
+        plotting.theory_overlay(axes[0], xs, med, -2.0, color=style["color"],
+                                label=f"slope −2 (fitted: {fmt_slope(rec)})")
+        plotting.scaling_series(axes[1], g, np.exp(t["log_queries"] - np.log(t["S"])), cens, jitter=0.02,
+                                label=f"queries / S{', per token' if token else ''} (slope {fmt_slope(rec2)})",
+                                **style)
+    ax, gs = axes[0], np.asarray(sorted(set(table["gamma"].tolist())))
     plotting.lower_bound_overlay(ax, gs, np.log10(1.0 / (config["alpha"] * gs**2)),
                                  label="lower bound 1/(α γ²) (C6)")
     ax.set_ylabel("reward queries to likelihood ≥ 1−ε")
     ax.set_title("(a) C3: queries ∝ 1/γ²", fontsize=10)
     ax.legend(handles=ax.get_legend_handles_labels()[0] + [plotting.censored_legend_handle()], fontsize=7,
               frameon=False)
-    ax, rec2 = axes[1], summary["slopes"]["orm_queries_per_context_vs_gamma"]
-    plotting.scaling_series(ax, g, np.exp(table["log_queries"] - np.log(table["S"])), cens, color=color,
-                            label=f"queries / S (slope {fmt_slope(rec2)})", jitter=0.02)
+    ax = axes[1]
     ax.set(ylim=(0, None), ylabel="reward queries per context (linear axis)")
     ax.set_title("(b) per context: the Õ part", fontsize=10)
     ax.legend(handles=ax.get_legend_handles_labels()[0] + [Line2D([], [], ls="none", label="S = k/((k−1)γ²)")],
@@ -121,21 +173,29 @@ class ScalingGamma(Experiment):
                    increasing=True),
         "alpha": Real(1e-3, "base likelihood of y* on every context", **UNIT),
         "eps": Real(0.1, "target: likelihood >= 1 - eps on every context", **UNIT),
+        "step_units": Choices(list(READINGS), "readings of the adaptive step: response (one step per accepted "
+                              "response, the paper's), token (one per token of it)", tuple(READINGS)),
+        "token_Ss": Ints(TOKEN_SS, "the per-token reading runs at the S of Ss also in this list (each S is its own "
+                                   "compile)", low=2, distinct=True),
     }
-    constraints = (divides("check_every", "max_steps"),)
+    constraints = (divides("check_every", "max_steps"), _token_grid)
     default_seeds = 16
     profiles = {
-        "gpu": Profile(64, {"Ss": "2,4,8,16,32,64,128,256"}),
+        "gpu": Profile(64, {"Ss": "2,4,8,16,32,64,128,256", "token_Ss": "2,4,8,16,32,64,128,256"}),
         "quick": Profile(4, {"Ss": "2,4,8", "n_boot": "300"}),
     }
 
     def sweeps(self, config):
-        """One sweep per ``S`` (its own compile), all seeds in one chunk."""
-        for S in config["Ss"]:
-            yield Sweep(f"S{S}", make_run(config, S), tags={"S": S, "gamma": gamma_of(config["k"], S)})
+        """One sweep per ``S`` and reading of the step (its own compile), all seeds in one chunk."""
+        for unit in config["step_units"]:
+            for S in token_Ss(config) if unit == "token" else config["Ss"]:
+                yield Sweep(f"S{S}" + ("" if unit == "response" else f"_{unit}"), make_run(config, S, unit),
+                            tags={"S": S, "gamma": gamma_of(config["k"], S), "step_unit": unit})
 
     summarise = staticmethod(summary_of)
     draw = staticmethod(figure)
 
     def text(self, summary: dict) -> str:
-        return f"{slopes_table(summary['slopes'])}\ncensored runs: {summary['censored_runs']}/{summary['runs']}"
+        return "\n".join([slopes_table(summary["slopes"]),
+                          f"censored runs: {summary['censored_runs']}/{summary['runs']}",
+                          checks_line(summary.get("verdict") or {})])

@@ -19,6 +19,20 @@ straight line in ``N`` of slope ``ln k`` (acceptance: within 15%). C9:
 ``Õ`` hides (acceptance below). The lower bound C6 (any ORM method needs
 ``Ω̃(1/(Q_{q0}(ε)γ²))`` queries) is drawn, without a fitted constant, under the ORM series.
 
+Two readings of Algorithm 1's adaptive step (``orm_step_units``, PAPER.md §3 leaves open
+which gradient it follows): ``response`` (the paper's, the default's first), one step on
+the accepted response's gradient, and ``token``, one adaptive step per token of it in
+order (:class:`lpg.BestOfM`'s ``step_unit``). C5's test is the same for both, and each
+slope record names its reading (``reading``; ``orm_token_*`` for the second); a series
+confirmed under one reading only is ``conditional (on …)`` it
+(:func:`lpg.analysis.mark_conditional`), and ``summary.verdict`` states C5 under each
+reading and overall (``confirmed`` when both pass). The per-token reading costs more per
+iteration (``N`` sequential steps), so it runs at the ``N`` of ``Ns`` also in
+``orm_token_Ns`` (default: the powers of two, not 80, 96, 112, which are there for C9's
+regime): in the regimes of the four series (``k = 4``, uniform base: ``N ≥ 5``; ``k = 32``,
+uniform: ``N ≥ 2``; pre-trained: ``N ≥ 16`` and ``N ≥ 4`` at the defaults) that leaves 5, 7,
+4 and 6 points. Algorithm 2 runs under ``prm_step_unit``.
+
 Why the planted task (:func:`lpg.make_planted`) and not the teacher: its margin is
 exactly ``γ`` at every ``N`` (the teacher's margin, and with it the ``1/γ²`` factor,
 changes with ``N`` and with the draw of ``A, B``), and its contexts are few and uniform,
@@ -92,8 +106,10 @@ the same for both ``k`` and both bases). The contrast the claim is about: the PR
 grows linearly in ``N``, the ORM's as ``k^N`` (``32^128 ≈ 10^193``). The numbers of a run
 are in its ``summary.json`` and printed table, not here.
 
-CPU default: 2 ``k`` × 11 ``N`` × 2 bases × 2 algorithms × 16 seeds, a few minutes.
-GPU: ``--seeds 64 --set Ns=1,2,4,8,16,32,64,128,256,512 max_steps=40000``.
+CPU default: 2 ``k`` × 11 ``N`` × 2 bases × 2 algorithms × 16 seeds, plus Algorithm 1's per-token
+reading at 8 ``N``; a few minutes.
+GPU: the ``gpu`` profile, ``--seeds 64 --set Ns=1,2,4,8,16,32,64,128,256,512 max_steps=40000`` and the
+same ``orm_token_Ns``.
 """
 
 from __future__ import annotations
@@ -107,8 +123,9 @@ import numpy as np
 
 import lpg
 from lpg import plotting
-from lpg.analysis import (affine_fit, curvature_fit, curvature_record, curvature_share, fit_record, fmt_slope,
-                          slopes_table)
+from lpg.algorithms.base import READINGS, STEP_UNITS
+from lpg.analysis import (affine_fit, checks_line, claim_under_readings, curvature_fit, curvature_record,
+                          curvature_share, fit_record, fmt_slope, mark_conditional, slopes_table)
 from lpg.hitting import likelihood_at_least, run_until
 from lpg.problem import base_quantiles, planted_problem
 from lpg.spec import Choice, Choices, Experiment, Int, Ints, PER_POINT, Profile, Real, Sweep, common, divides
@@ -118,6 +135,9 @@ LN10 = math.log(10.0)
 ALGS = ("orm", "prm")
 BASES = ("uniform", "pretrained")
 ALG_LABEL = {"orm": "Alg. 1 (ORM)", "prm": "Alg. 2 (PRM)"}
+TOKEN_NS = [1, 2, 4, 8, 16, 32, 64, 128]
+"""Algorithm 1's per-token reading at the default: the powers of two of ``Ns`` (not 80, 96,
+112, which are there for C9's regime)."""
 STYLE = {
     ("orm", "uniform"): dict(color=plotting.COLORS["orm"], marker="o"),
     ("orm", "pretrained"): dict(color="#e08a3c", marker="s"),
@@ -146,12 +166,25 @@ def pretrained_base(config: dict, k: int):
                         batch_size=config["pretrain_batch"], lr=config["pretrain_lr"])
 
 
-def make_run(config: dict, alg_name: str, k: int, pad: int, w_pre):
-    """One run: ``fn(key, N, base)`` (``base`` 0 uniform, 1 pre-trained)."""
+def step_units(config: dict, alg_name: str) -> list[str]:
+    """The readings of the adaptive step an algorithm runs under (the paper's first)."""
+    return list(config["orm_step_units"]) if alg_name == "orm" else [config["prm_step_unit"]]
+
+
+def series_name(alg_name: str, unit: str, base: str, k: int) -> str:
+    """A series' name in ``slopes``: Algorithm 1's per-token reading is ``orm_token_…``
+    (its response-level reading, the paper's, and Algorithm 2 keep their names)."""
+    tag = "_token" if alg_name == "orm" and unit == "token" else ""
+    return f"{alg_name}{tag}_{base}_k{k}"
+
+
+def make_run(config: dict, alg_name: str, k: int, pad: int, w_pre, unit: str):
+    """One run: ``fn(key, N, base)`` (``base`` 0 uniform, 1 pre-trained) with the adaptive
+    step read as ``unit`` (``step_unit``)."""
     task = lpg.make_planted(jax.random.PRNGKey(config["task_seed"]), k=k, N=pad, gamma=config["gamma"])
     eps = config["eps"]
-    alg = (lpg.BestOfM(batch_size=config["batch_size"]) if alg_name == "orm"
-           else lpg.TokenBestOfM(batch_size=config["batch_size"], step_unit=config["prm_step_unit"]))
+    alg = (lpg.BestOfM(batch_size=config["batch_size"], step_unit=unit) if alg_name == "orm"
+           else lpg.TokenBestOfM(batch_size=config["batch_size"], step_unit=unit))
     target = likelihood_at_least(eps)
 
     def run(key, N, base):
@@ -168,6 +201,18 @@ def make_run(config: dict, alg_name: str, k: int, pad: int, w_pre):
     return run
 
 
+def token_Ns(config: dict) -> list[int]:
+    """The ``N`` of Algorithm 1's per-token reading: those of ``Ns`` in ``orm_token_Ns``."""
+    return [N for N in config["Ns"] if N in config["orm_token_Ns"]]
+
+
+def _token_grid(c: dict):
+    if "orm" in c["algs"] and "token" in c["orm_step_units"] and len(token_Ns(c)) < 2:
+        return (f"orm_token_Ns must hold at least 2 of Ns={c['Ns']} for Algorithm 1's per-token reading, "
+                f"got {c['orm_token_Ns']}")
+    return None
+
+
 def _gamma_fits(c: dict):
     for k in c["ks"]:
         if lpg.features.max_planted_contexts(k, c["gamma"]) < 1:
@@ -179,8 +224,13 @@ def _fmt(v) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}"
 
 
-def _select(table, alg, k, base):
-    return table.rows((table["alg"] == alg) & (table["k"] == k) & (table["base"] == BASES.index(base)))
+def _select(table, alg, k, base, unit="response"):
+    """The runs of one series; ``unit`` picks Algorithm 1's reading of the step (a table
+    without a ``step_unit`` column holds the response-level one only)."""
+    sel = (table["alg"] == alg) & (table["k"] == k) & (table["base"] == BASES.index(base))
+    if alg == "orm":
+        sel &= (table["step_unit"] if "step_unit" in table else np.full(len(table), "response")) == unit
+    return table.rows(sel)
 
 
 C9_MIN_POINTS = 4
@@ -219,37 +269,16 @@ def summary_of(table, config: dict) -> dict:
             bases_info[f"{base}_k{k}"] = {"N": Ns.tolist(), "log10_Q_q0": (log_q0 / LN10).tolist(),
                                           "Q_TL_q0": np.exp(log_tl).tolist(), "orm_rate": rate}
             for alg in config["algs"]:
-                sel = _select(table, alg, k, base)
-                if not len(sel):
-                    continue
-                x, lq, cens = sel["N"].astype(float), sel["log_queries"], ~sel["hit"]
-                name = f"{alg}_{base}_k{k}"
-                if alg == "orm":
-                    dominant = -log_q0 >= math.log(10.0 / eps)  # 1/Q_q0(eps) >= 10/eps
-                    n_min = Ns[dominant].min() if dominant.any() else Ns.max()
-                    accept = (0.85 * rate, 1.15 * rate)
-                    note = ("ln(queries) vs N; theory ln k" if base == "uniform"
-                            else "ln(queries) vs N; theory ln(1/p0) = d ln(1/Q_q0(eps))/dN of the pre-trained base")
-                    slopes[name] = fit_record(x, lq, cens, theory=rate, accept=accept, log_x=False, log_y=False,
-                                              regime=[float(n_min), float(Ns.max())], n_boot=config["n_boot"],
-                                              note=note, claim="C5")
-                else:
-                    m0 = float(np.median(np.minimum(np.exp(-log_tl), k)))  # min(1/Q^TL, k), flat in N here
-                    dominant = Ns * m0 >= 1.0 / eps  # C9's N-term at least its 1/ε term; no fallback
-                    regime = [float(Ns[dominant].min()), float(Ns.max())] if dominant.any() else [math.inf, math.inf]
-                    slopes[name] = fit_record(x, lq, cens, theory=1.0, log_x=True, log_y=False, regime=regime,
-                                              n_boot=config["n_boot"], claim="C9",
-                                              note="log-log slope of queries vs N where N·min(1/Q^TL, k) >= 1/eps "
-                                                   "(reported; C9's test is the _curvature row)")
-                    slopes[f"{name}_curvature"] = c9_record(x, np.exp(lq.astype(np.float64)), cens, regime, config)
-                    slopes[f"{name}_all_N"] = fit_record(
-                        x, lq, cens, theory=1.0, log_x=True, log_y=False, n_boot=config["n_boot"], claim="C9",
-                        note="log-log slope over every N (reported: below the regime the 1/eps term dominates)")
-                    fit = affine_fit(x, np.exp(lq.astype(np.float64)), cens, n_boot=config["n_boot"])
-                    affine[name] = {"intercept": fit["intercept"], "intercept_ci": fit["intercept_ci"],
-                                    "per_N": fit["per_x"], "per_N_ci": fit["per_x_ci"], "m0": m0,
-                                    "per_N_over_m0": fit["per_x"] / m0,
-                                    "per_N_over_m0_ci": [v / m0 for v in fit["per_x_ci"]]}
+                for unit in step_units(config, alg):
+                    sel = _select(table, alg, k, base, unit)
+                    if len(sel):
+                        _series_records(slopes, affine, sel, alg, unit, base, k, Ns, log_q0, log_tl, rate, config)
+            pair = {READINGS[u]: slopes.get(series_name("orm", u, base, k)) for u in STEP_UNITS}
+            if all(pair.values()):
+                mark_conditional(pair)
+    c5 = {READINGS[u]: [rec for rec in slopes.values() if rec.get("claim") == "C5" and rec["reading"] == u]
+          for u in step_units(config, "orm")}
+    verdicts = claim_under_readings("C5", c5) if "orm" in config["algs"] else {}
     return {
         "experiment": "scaling-n",
         "claims": ["C5", "C9"],
@@ -260,7 +289,45 @@ def summary_of(table, config: dict) -> dict:
         "bases": bases_info,
         "censored_runs": int(np.sum(~table["hit"])),
         "runs": int(table["hit"].size),
+        "verdict": verdicts,
     }
+
+
+def _series_records(slopes, affine, sel, alg, unit, base, k, Ns, log_q0, log_tl, rate, config) -> None:
+    """The records of one series (Algorithm 1's C5 slope, or Algorithm 2's C9 rows and
+    ``a + b·N`` fit) into ``slopes`` and ``affine``, each naming its reading of the step."""
+    eps = config["eps"]
+    x, lq, cens = sel["N"].astype(float), sel["log_queries"], ~sel["hit"]
+    name = series_name(alg, unit, base, k)
+    if alg == "orm":
+        dominant = -log_q0 >= math.log(10.0 / eps)  # 1/Q_q0(eps) >= 10/eps
+        n_min = Ns[dominant].min() if dominant.any() else Ns.max()
+        accept = (0.85 * rate, 1.15 * rate)
+        note = ("ln(queries) vs N; theory ln k" if base == "uniform"
+                else "ln(queries) vs N; theory ln(1/p0) = d ln(1/Q_q0(eps))/dN of the pre-trained base")
+        slopes[name] = fit_record(x, lq, cens, theory=rate, accept=accept, log_x=False, log_y=False,
+                                  regime=[float(n_min), float(Ns.max())], n_boot=config["n_boot"],
+                                  note=note + ("" if unit == "response" else f"; {READINGS[unit]}"), claim="C5")
+        slopes[name]["reading"] = unit
+        return
+    m0 = float(np.median(np.minimum(np.exp(-log_tl), k)))  # min(1/Q^TL, k), flat in N here
+    dominant = Ns * m0 >= 1.0 / eps  # C9's N-term at least its 1/ε term; no fallback
+    regime = [float(Ns[dominant].min()), float(Ns.max())] if dominant.any() else [math.inf, math.inf]
+    slopes[name] = fit_record(x, lq, cens, theory=1.0, log_x=True, log_y=False, regime=regime,
+                              n_boot=config["n_boot"], claim="C9",
+                              note="log-log slope of queries vs N where N·min(1/Q^TL, k) >= 1/eps "
+                                   "(reported; C9's test is the _curvature row)")
+    slopes[f"{name}_curvature"] = c9_record(x, np.exp(lq.astype(np.float64)), cens, regime, config)
+    slopes[f"{name}_all_N"] = fit_record(
+        x, lq, cens, theory=1.0, log_x=True, log_y=False, n_boot=config["n_boot"], claim="C9",
+        note="log-log slope over every N (reported: below the regime the 1/eps term dominates)")
+    for row in ("", "_curvature", "_all_N"):
+        slopes[name + row]["reading"] = unit
+    fit = affine_fit(x, np.exp(lq.astype(np.float64)), cens, n_boot=config["n_boot"])
+    affine[name] = {"intercept": fit["intercept"], "intercept_ci": fit["intercept_ci"],
+                    "per_N": fit["per_x"], "per_N_ci": fit["per_x_ci"], "m0": m0,
+                    "per_N_over_m0": fit["per_x"] / m0,
+                    "per_N_over_m0_ci": [v / m0 for v in fit["per_x_ci"]]}
 
 
 def figure(table, config: dict, summary: dict, out_dir: Path) -> list[Path]:
@@ -275,17 +342,21 @@ def figure(table, config: dict, summary: dict, out_dir: Path) -> list[Path]:
     gamma = config["gamma"]
     n_seeds = int(np.unique(table["seed"]).size)
     for i, (ax, k) in enumerate(zip(axes, ks)):
-        for alg in config["algs"]:
+        for alg, unit in [(a, u) for a in config["algs"] for u in step_units(config, a)]:
             for base in config["bases"]:
-                sel = _select(table, alg, k, base)
+                sel = _select(table, alg, k, base, unit)
                 if not len(sel):
                     continue
                 st = STYLE[(alg, base)]
                 x = sel["N"].astype(float)
                 y = sel["log_queries"] / LN10
-                xs, med = plotting.scaling_series(ax, x, y, ~sel["hit"], label=f"{ALG_LABEL[alg]}, {base} base",
-                                                  color=st["color"], marker=st["marker"], jitter=0.8, log_x=False)
-                rec = summary["slopes"][f"{alg}_{base}_k{k}"]
+                token = alg == "orm" and unit == "token"  # Algorithm 1's second reading: dash-dotted, no overlays
+                xs, med = plotting.scaling_series(ax, x, y, ~sel["hit"], color=st["color"], marker=st["marker"],
+                                                  label=f"{ALG_LABEL[alg]}, {base} base" + (", per-token step" * token),
+                                                  ls="-." if token else "-", jitter=0.8, log_x=False)
+                if token:
+                    continue
+                rec = summary["slopes"][series_name(alg, unit, base, k)]
                 if alg == "orm":
                     plotting.theory_overlay(ax, xs, med, rec["theory"], color=st["color"], log_x=False)
                     info = summary["bases"][f"{base}_k{k}"]
@@ -381,29 +452,37 @@ class ScalingN(Experiment):
                       open_low=True, open_high=True),
         "prm_step_unit": Choice("token", "Algorithm 2's adaptive step: per verified token, or per response",
                                 ("token", "response")),
+        "orm_step_units": Choices(["response", "token"], "Algorithm 1's readings of the adaptive step: per response "
+                                  "(the paper's), per token of the accepted response", ("response", "token")),
+        "orm_token_Ns": Ints(TOKEN_NS, "Algorithm 1's per-token reading runs at the N of Ns also in this list (it "
+                                       "costs more per iteration)", low=1, distinct=True),
         "pretrain_steps": Int(30, "supervised steps of the pre-trained base", low=1),
         "pretrain_batch": Int(16, "batch of the pre-trained base", low=1),
         "pretrain_lr": Real(0.1, "learning rate of the pre-trained base", low=0.0, open_low=True),
     }
-    constraints = (divides("check_every", "max_steps"), _gamma_fits)
+    constraints = (divides("check_every", "max_steps"), _gamma_fits, _token_grid)
     default_seeds = 16
     profiles = {
-        "gpu": Profile(64, {"Ns": "1,2,4,8,16,32,64,128,256,512", "max_steps": "40000"}),
+        "gpu": Profile(64, {"Ns": "1,2,4,8,16,32,64,128,256,512", "max_steps": "40000",
+                            "orm_token_Ns": "1,2,4,8,16,32,64,128,256,512"}),
         "quick": Profile(4, {"ks": "4,32", "Ns": "1,4,8,16,32,64", "eps": "0.1", "max_steps": "4000", "n_boot": "300"}),
     }
 
     def sweeps(self, config):
-        """One sweep per (k, algorithm, padded length), one chunk per grid point."""
+        """One sweep per (k, algorithm, reading of the step, padded length), one chunk per grid point."""
         base_ids = [BASES.index(b) for b in config["bases"]]
         for k in config["ks"]:
             w_pre = pretrained_base(config, k)
             for alg_name in config["algs"]:
-                buckets: dict[int, list[int]] = {}
-                for N in config["Ns"]:
-                    buckets.setdefault(pad_of(N), []).append(N)
-                for pad, Ns in buckets.items():
-                    yield Sweep(f"{alg_name}_k{k}_pad{pad}", make_run(config, alg_name, k, pad, w_pre),
-                                {"N": Ns, "base": base_ids}, {"alg": alg_name, "k": k}, chunk_size=PER_POINT)
+                for unit in step_units(config, alg_name):
+                    tag = "_token" if alg_name == "orm" and unit == "token" else ""
+                    buckets: dict[int, list[int]] = {}
+                    for N in token_Ns(config) if tag else config["Ns"]:
+                        buckets.setdefault(pad_of(N), []).append(N)
+                    for pad, Ns in buckets.items():
+                        yield Sweep(f"{alg_name}{tag}_k{k}_pad{pad}", make_run(config, alg_name, k, pad, w_pre, unit),
+                                    {"N": Ns, "base": base_ids}, {"alg": alg_name, "k": k, "step_unit": unit},
+                                    chunk_size=PER_POINT)
 
     def summarise(self, table, config):
         return summary_of(table, config)
@@ -424,4 +503,6 @@ class ScalingN(Experiment):
                          f"[{lo:.3g}, {hi:.3g}]; per N per unit of min(1/Q^TL, k) = {fit['m0']:.3g}: "
                          f"{fit['per_N_over_m0']:.3g}")
         lines.append(f"censored runs: {summary['censored_runs']}/{summary['runs']}")
+        if summary.get("verdict"):
+            lines.append(checks_line(summary["verdict"]))
         return "\n".join(lines)
