@@ -684,6 +684,13 @@ def mark_conditional(by_reading: dict[str, dict]) -> dict[str, dict]:
     return by_reading
 
 
+def under_reading(table, unit: str) -> np.ndarray:
+    """The rows of ``table`` computed under the reading ``unit`` of the adaptive step (its
+    ``step_unit`` column; a table without one holds the response-level reading only)."""
+    units = table["step_unit"] if "step_unit" in table else np.full(len(table), "response")
+    return units == unit
+
+
 def claim_under_readings(claim: str, by_reading: dict[str, list[dict]]) -> dict:
     """The checks of ``claim`` measured under several readings of an assumption
     (``{reading: its records}``, the paper's reading first): ``"<claim> under <reading>"``

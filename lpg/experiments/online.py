@@ -82,7 +82,8 @@ import numpy as np
 
 import lpg
 from lpg import plotting
-from lpg.analysis import affine_fit, censored_median, fit_record, mark_conditional, slopes_table
+from lpg.algorithms.base import READINGS
+from lpg.analysis import affine_fit, censored_median, claim_under_readings, fit_record, mark_conditional, slopes_table
 from lpg.features import max_planted_contexts
 from lpg.hitting import error_at_most, run_until
 from lpg.problem import planted_problem
@@ -91,8 +92,7 @@ from lpg.spec import PER_POINT, Choices, Experiment, Int, Ints, Profile, Real, R
 GAMMA = dict(low=0.0, high=1.0, open_low=True)
 STARTS = ("alpha", "uniform")
 ORDERS = ("iid", "cyclic", "adversarial")
-READING = {"response": "the response-level step", "token": "the per-token step"}
-STEP_UNITS = tuple(READING)  # the paper's reading first (lpg.OnlinePG's step_unit)
+STEP_UNITS = tuple(READINGS)  # the paper's reading first (lpg.OnlinePG's step_unit)
 
 
 def budget(config: dict, N: int, gamma: float) -> int:
@@ -189,7 +189,7 @@ def summary_of(table, config: dict) -> dict:
         name = f"{unit}_{order}_{start}_gamma{g:g}"
         slopes[f"rate_{name}"] = fit_record(
             r["N"], r["M"], r["censored"], theory=math.log(k), accept=(lo_N, hi_N), log_x=False, n_boot=n_boot,
-            claim="C7", note=f"d ln(M_eps)/dN, {READING[unit]}, {order} contexts, {start} start; theory ln k, "
+            claim="C7", note=f"d ln(M_eps)/dN, {READINGS[unit]}, {order} contexts, {start} start; theory ln k, "
                              f"band ln k -/+ s_N (one log factor a + bN; the lower bound's 1/N)")
         norm = r["M"] * g**2 / float(k) ** r["N"]
         Ns = sorted(set(int(n) for n in r["N"]))
@@ -211,16 +211,13 @@ def summary_of(table, config: dict) -> dict:
                     gam, np.concatenate([r["M"][s] for r, s in zip(runs, sel)]),
                     np.concatenate([r["censored"][s] for r, s in zip(runs, sel)]), theory=-2.0,
                     accept=(lo_g, hi_g), n_boot=n_boot, claim="C7",
-                    note=f"d ln(M_eps)/d ln gamma at N = {config['gamma_N']}, {READING[unit]}, iid contexts, "
+                    note=f"d ln(M_eps)/d ln gamma at N = {config['gamma_N']}, {READINGS[unit]}, iid contexts, "
                          f"{start} start; theory -2, band -2 -/+ s_gamma (one log factor ln(k^N/gamma^2))")
     for name in [n for n in slopes if n.startswith(("rate_response_", "gamma_response_"))]:
         twin = name.replace("_response_", "_token_", 1)
         if twin in slopes:
-            mark_conditional({READING["response"]: slopes[name], READING["token"]: slopes[twin]})
-    by_unit = {u: [rec["verdict"] for n, rec in slopes.items() if n.split("_")[1] == u] for u in config["step_units"]}
-    passed = [u for u, vs in by_unit.items() if vs and all(v != "not confirmed" and v != "not estimable" for v in vs)]
-    claim = ("confirmed" if len(passed) == len(by_unit) else
-             f"conditional (on {' and '.join(READING[u] for u in passed)})" if passed else "not confirmed")
+            mark_conditional({READINGS["response"]: slopes[name], READINGS["token"]: slopes[twin]})
+    by_reading = {READINGS[u]: [rec for n, rec in slopes.items() if n.split("_")[1] == u] for u in config["step_units"]}
     return {
         "experiment": "online",
         "claims": ["C7"],
@@ -230,7 +227,7 @@ def summary_of(table, config: dict) -> dict:
         "normalised": normalised,
         "affine": affine,
         "budgets": {part_name(u, o, g): budget(config, max(Ns), g) for u, o, g, Ns in grids(config)},
-        "verdict": {**{f"C7 under {READING[u]}": u in passed for u in by_unit}, "C7": claim},
+        "verdict": claim_under_readings("C7", by_reading),
         "units": {"M": f"mistakes sum_t (1 - p(y*_t|x_t)) until the exact error is <= eps = {config['eps']:g}; "
                        "Kaplan-Meier medians over seeds, censored runs counted as >= their mistakes at the budget"},
     }
@@ -257,7 +254,7 @@ def figure(table, config: dict, summary: dict, out_dir: Path, name: str) -> list
             norm = np.log10(r["M"]) + 2 * math.log10(g) - r["N"] * math.log10(k)
             plotting.scaling_series(a, r["N"], norm, r["censored"], label=f"{order}, {start} start",
                                     color=ORDER_COLOR[order], jitter=0.08, log_x=False, **START_STYLE[start])
-        a.set(title=f"{READING[unit]}, $\\gamma$={g0:g}", xlabel="response length $N$",
+        a.set(title=f"{READINGS[unit]}, $\\gamma$={g0:g}", xlabel="response length $N$",
               ylabel="$M_\\varepsilon\\gamma^2/k^N$")
     a = ax[len(units)]
     for unit in units:
@@ -269,7 +266,7 @@ def figure(table, config: dict, summary: dict, out_dir: Path, name: str) -> list
         gam = np.concatenate([np.full(int(s.sum()), g) for s, g in zip(sel, gamma_grid(config))])
         M = np.concatenate([r["M"][s] for r, s in zip(runs, sel)])
         cens = np.concatenate([r["censored"][s] for r, s in zip(runs, sel)])
-        gx, med = plotting.scaling_series(a, gam, np.log10(M), cens, label=READING[unit], jitter=0.01,
+        gx, med = plotting.scaling_series(a, gam, np.log10(M), cens, label=READINGS[unit], jitter=0.01,
                                           color="#1f5fa8" if unit == "response" else "#e08a3c")
         plotting.theory_overlay(a, gx, med, -2.0, color="k",
                                 label="$\\propto\\gamma^{-2}$" if unit == units[0] else None)

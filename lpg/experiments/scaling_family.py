@@ -54,7 +54,8 @@ from matplotlib.lines import Line2D
 import lpg
 from lpg import plotting
 from lpg.algorithms.base import READINGS
-from lpg.analysis import checks_line, claim_under_readings, fit_record, fmt_slope, mark_conditional, slopes_table
+from lpg.analysis import (checks_line, claim_under_readings, fit_record, fmt_slope, mark_conditional, slopes_table,
+                          under_reading)
 from lpg.features import max_planted_contexts
 from lpg.hitting import likelihood_at_least, run_until
 from lpg.metrics import sequence_log_likelihoods
@@ -140,10 +141,8 @@ def family_regime(config: dict, swept: str) -> list[float]:
 
 
 def series(table, alg: str, unit: str) -> np.ndarray:
-    """The rows of one algorithm under one reading of the step (a table without a
-    ``step_unit`` column holds the response-level reading only)."""
-    units = table["step_unit"] if "step_unit" in table else np.full(len(table), "response")
-    return (table["alg"] == alg) & (units == unit)
+    """The rows of one algorithm under one reading of the step."""
+    return (table["alg"] == alg) & under_reading(table, unit)
 
 
 def family_summary(table, config: dict, swept: str, claims: list[str]) -> dict:

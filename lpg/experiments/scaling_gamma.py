@@ -38,7 +38,8 @@ from matplotlib.lines import Line2D
 import lpg
 from lpg import plotting
 from lpg.algorithms.base import READINGS
-from lpg.analysis import checks_line, claim_under_readings, fit_record, fmt_slope, mark_conditional, slopes_table
+from lpg.analysis import (checks_line, claim_under_readings, fit_record, fmt_slope, mark_conditional, slopes_table,
+                          under_reading)
 from lpg.hitting import likelihood_at_least, run_until
 from lpg.metrics import sequence_log_likelihoods
 from lpg.problem import planted_problem
@@ -90,12 +91,6 @@ def make_run(config: dict, S: int, step_unit: str = "response"):
     return run
 
 
-def series(table, unit: str) -> np.ndarray:
-    """The rows of one reading of the step (a table without a ``step_unit`` column holds
-    the response-level reading only)."""
-    return (table["step_unit"] if "step_unit" in table else np.full(len(table), "response")) == unit
-
-
 def name_of(unit: str, quantity: str) -> str:
     return f"orm{'' if unit == 'response' else '_' + unit}_{quantity}"
 
@@ -103,7 +98,7 @@ def name_of(unit: str, quantity: str) -> str:
 def summary_of(table, config: dict) -> dict:
     n_boot, slopes, totals = config["n_boot"], {}, {}
     for unit in config["step_units"]:
-        sel = series(table, unit)
+        sel = under_reading(table, unit)
         g, lq, cens = table["gamma"][sel], table["log_queries"][sel], ~table["hit"][sel]
         total = fit_record(g, lq, cens, theory=-2.0, accept=(-2.5, -1.5), log_x=True, log_y=False, n_boot=n_boot,
                            note=f"log-log slope of queries vs gamma, D = S k >= k/gamma^2; {READINGS[unit]}",
@@ -126,7 +121,7 @@ def figure(table, config: dict, summary: dict, out_dir: Path) -> list[Path]:
     fig, axes = plotting.figure(2, width=5.0, height=4.2)
     color, units = plotting.COLORS["orm"], list(config["step_units"])
     for unit in units:
-        t = table.rows(series(table, unit))
+        t = table.rows(under_reading(table, unit))
         g, cens, token = t["gamma"], ~t["hit"], unit == "token"
         style = dict(color="#e08a3c" if token else color, marker="D" if token else "o", ls="-." if token else "-")
         rec, rec2 = (summary["slopes"][name_of(unit, q)] for q in ("queries_vs_gamma", "queries_per_context_vs_gamma"))

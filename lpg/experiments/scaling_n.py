@@ -125,7 +125,7 @@ import lpg
 from lpg import plotting
 from lpg.algorithms.base import READINGS, STEP_UNITS
 from lpg.analysis import (affine_fit, checks_line, claim_under_readings, curvature_fit, curvature_record,
-                          curvature_share, fit_record, fmt_slope, mark_conditional, slopes_table)
+                          curvature_share, fit_record, fmt_slope, mark_conditional, slopes_table, under_reading)
 from lpg.hitting import likelihood_at_least, run_until
 from lpg.problem import base_quantiles, planted_problem
 from lpg.spec import Choice, Choices, Experiment, Int, Ints, PER_POINT, Profile, Real, Sweep, common, divides
@@ -225,11 +225,10 @@ def _fmt(v) -> str:
 
 
 def _select(table, alg, k, base, unit="response"):
-    """The runs of one series; ``unit`` picks Algorithm 1's reading of the step (a table
-    without a ``step_unit`` column holds the response-level one only)."""
+    """The runs of one series; ``unit`` picks Algorithm 1's reading of the step."""
     sel = (table["alg"] == alg) & (table["k"] == k) & (table["base"] == BASES.index(base))
     if alg == "orm":
-        sel &= (table["step_unit"] if "step_unit" in table else np.full(len(table), "response")) == unit
+        sel &= under_reading(table, unit)
     return table.rows(sel)
 
 
