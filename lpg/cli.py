@@ -284,7 +284,7 @@ def _run(args) -> int:
     except ValueError as e:
         _fail(str(e))
     if args.distributed:
-        _distributed(cluster)
+        _distributed(cluster, exp.name, out, args.own_process)
     from lpg.results import fmt_seeds, is_writer
     from lpg.sweep import LostProcess
 
@@ -365,14 +365,35 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _distributed(cluster: dict) -> None:
-    """``jax.distributed.initialize(**cluster)``; no cluster to join is one line."""
-    import jax
+def _lost(child: int, name: str, out: Path) -> None:
+    """The line for the ``child`` process JAX aborted because another process of the job
+    was lost, once its lock on ``out`` (process 0's) is released."""
+    from lpg.results import lock_file
 
+    lock = lock_file(out)
+    try:
+        if json.loads(lock.read_text()).get("pid") == child:
+            lock.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+    hint = _resume_hint(name, out).removeprefix("lpg: ")
+    print(f"lpg: error: --distributed: another process of the job has stopped (JAX's health check ended this one); "
+          f"{hint}", file=sys.stderr)
+
+
+def _distributed(cluster: dict, name: str, out: Path, supervised: bool) -> None:
+    """Join the job (:func:`lpg.cluster.join`); no cluster to join is one line. When
+    ``supervised`` (the ``lpg`` command itself), the run goes on in a child process
+    (:func:`lpg.cluster.supervise`), so that JAX's abort of a process whose peer is lost
+    (process 0 dead, or another one silent for ``HEARTBEAT_TIMEOUT_S``) ends with lpg's
+    line naming the command that continues the run, and status 1."""
+    from lpg import cluster as job
     from lpg.results import Fault
 
+    if supervised:
+        job.supervise(lambda child: _lost(child, name, out))
     try:
-        jax.distributed.initialize(**cluster, heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S)
+        job.join(cluster, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S)
     except (ValueError, RuntimeError) as e:
         why = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise Fault(f"--distributed: no cluster to join ({why}); run the same command in every process under SLURM "
@@ -506,7 +527,7 @@ def main(argv=None) -> int:
     interrupt.install()
     try:
         args = _parser().parse_args(argv)
-        args.argv, command = argv, args.command
+        args.argv, args.own_process, command = argv, own_process, args.command
         code = {"list": _list, "show": _show, "run": _run, "report": _report, "plot": _plot}[command](args)
         sys.stdout.flush()  # here, where a closed pipe can still be told apart from a fault
         if code == EXIT_INTERRUPTED:

@@ -7,7 +7,9 @@ follow (PAPER.md §3; claim C1).
 * :func:`make` turns a name (``"adaptive"``, ``"constant"``, ``"adagrad"``, ``"adam"``) or
   any optax factory ``learning_rate -> GradientTransformation`` into one
   ``optax.GradientTransformation`` with an injectable learning rate, built once and
-  stored by an algorithm. The learning rate has one source, ``Hyper.lr``: an algorithm's
+  stored by an algorithm (:func:`warmup` makes such a factory with a linear learning-rate
+  warm-up).
+  The learning rate has one source, ``Hyper.lr``: an algorithm's
   ``init`` writes it into the optimiser state (:func:`init_state`), where every step
   reads it (:func:`learning_rate`), so sweeping it is a ``vmap``, not a recompile.
 """
@@ -50,6 +52,22 @@ def torch_adagrad(learning_rate) -> optax.GradientTransformation:
     """Adagrad with ``torch.optim.Adagrad``'s defaults (the authors' optimiser): no initial
     accumulator, ``eps = 1e-10``."""
     return optax.adagrad(learning_rate, initial_accumulator_value=0.0, eps=1e-10)
+
+
+def warmup(factory: Factory, steps: int) -> Factory:
+    """``factory`` with a linear learning-rate warm-up: the update of step ``t`` (from 0)
+    is scaled by ``min(1, (t + 1)/steps)`` (an optax schedule), so the first step moves
+    the weights by ``1/steps`` of a full one."""
+    if steps < 1:
+        raise ValueError(f"warm-up steps must be an integer >= 1, got {steps!r}")
+
+    def schedule(count):
+        return jnp.minimum(1.0, (count + 1.0) / steps)
+
+    def warmed(learning_rate) -> optax.GradientTransformation:
+        return optax.chain(factory(learning_rate), optax.scale_by_schedule(schedule))
+
+    return warmed
 
 
 OPTIMIZERS: dict[str, Factory] = {

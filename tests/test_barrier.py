@@ -112,11 +112,16 @@ def test_defaults_are_a_scaled_down_figure1():
     barrier, figure1 = get("barrier"), get("figure1")
     assert barrier.default_seeds >= 4
     assert barrier.defaults.keys() == figure1.defaults.keys()
-    # sigma: 0.02 in barrier, so that more of its off-support centres are well-posed (the module docstring)
-    same = {"d", "n_centres", "optimizer", "loss_norm", "signed", "orm_baseline", "prm_baseline",
-            "off_support_threshold", "pretrain_lr", "pg_lr", "N"}
+    # sigma: 0.02 in barrier, so that more of its off-support centres are well-posed; signed: 0/1 rewards in
+    # barrier, ±1 (the authors') in figure1 (the module docstring)
+    same = {"d", "n_centres", "optimizer", "loss_norm", "orm_baseline", "prm_baseline", "off_support_threshold",
+            "pretrain_lr", "pg_lr", "N", "pg_warmup"}
     for key in same:
         assert barrier.defaults[key] == figure1.defaults[key], key
+    assert barrier.defaults["signed"] is False and figure1.defaults["signed"] is True
+    # The PG stage's optimiser at the defaults is the plain one (no warm-up).
+    assert barrier.defaults["pg_warmup"] == 0
+    assert lpg.experiments.barrier.pg_optimizer(barrier.resolve({})) == "adagrad"
     # Figure 1 of the paper (PAPER.md §5)
     paper = dict(d=32, k=32, N=128, n_centres=32, sigma=0.05, n_test=1024, pretrain_steps=1000, pretrain_batch=256,
                  pretrain_lr=0.1, pg_steps=4000, pg_batch=1024, pg_lr=0.1, signed=True, optimizer="adagrad",
@@ -124,6 +129,43 @@ def test_defaults_are_a_scaled_down_figure1():
     assert {k: figure1.defaults[k] for k in paper} == paper
     barrier.resolve({})
     figure1.resolve({})
+
+
+def test_bad_warmup_is_one_clear_error():
+    with pytest.raises(ValueError, match="pg_warmup"):
+        get("barrier").resolve({"pg_warmup": "-1"})
+    with pytest.raises(ValueError, match="warm-up steps must be an integer >= 1, got 0"):
+        lpg.optim.warmup(lpg.optim.torch_adagrad, 0)
+
+
+def np_adagrad(gs, lr, acc0, scale=lambda t: 1.0, eps=1e-10):
+    """torch's Adagrad in float64 from accumulator ``acc0``: the ascent updates along the
+    gradients ``gs``, the ``t``-th (from 0) scaled by ``scale(t)``."""
+    acc, out = np.asarray(acc0, np.float64), []
+    for t, g in enumerate(gs):
+        acc = acc + g ** 2
+        out.append(scale(t) * lr * g / (np.sqrt(acc) + eps))
+    return out
+
+
+@pytest.mark.parametrize("warm", [0, 3])
+def test_pg_optimiser_matches_numpy_adagrad(warm, rng):
+    """:func:`lpg.optim.warmup` (a linear warm-up) of torch's Adagrad against a float64
+    Adagrad; without a warm-up, barrier's PG optimiser is the plain ``"adagrad"``."""
+    w = {"a": np.zeros((3, 2), np.float32), "b": np.zeros((4,), np.float32)}
+    gs = [{k: rng.normal(size=v.shape).astype(np.float32) for k, v in w.items()} for _ in range(5)]
+    lr, o = 0.3, lpg.optim
+    spec = barrier.pg_optimizer({"optimizer": "adagrad", "pg_warmup": warm})
+    assert (spec == "adagrad") == (warm == 0)
+    scale = (lambda t: min(1.0, (t + 1) / warm)) if warm else (lambda t: 1.0)
+    tx = o.make(spec)
+    state, cur = o.init_state(tx, w, lr), w
+    for t, g in enumerate(gs):
+        new, state = o.ascend(tx, cur, state, g)
+        for k in w:
+            want = np_adagrad([gg[k] for gg in gs[:t + 1]], lr, 0.0, scale)[-1]
+            np.testing.assert_allclose(np.asarray(new[k]) - np.asarray(cur[k]), want, rtol=2e-5, atol=1e-7)
+        cur = new
 
 
 # ---------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from lpg.results import FILES, lock_file, read_results, staging_dir
 TINY = {
     "d": "8", "k": "4", "N": "12", "n_centres": "8", "sigma": "0.05", "n_test": "32", "pretrain_steps": "10",
     "pretrain_batch": "16", "pg_steps": "300", "pg_batch": "16", "log_every": "100", "chunk_size": "1",
+    "signed": "false",
 }
 
 

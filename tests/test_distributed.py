@@ -5,9 +5,10 @@ collectives (gloo), the coordinator on localhost, the processes started by hand 
 The reference is the same command in one process: two processes split every chunk's
 runs between their devices and gather the outputs, so each run is the same computation
 and the per-run results must be identical (``np.array_equal``, not a tolerance). A
-process killed mid-run stops the other with one line naming the command that continues
-the run, and that command, in one process, ends with the reference's results. The flags
-are checked before anything is initialised (one line, status 2)."""
+process killed mid-run (process 0, then process 1) stops the other with one line naming
+the command that continues the run, and that command ends with the reference's results.
+stdout holds lpg's output only. The flags are checked before anything is initialised
+(one line, status 2)."""
 
 from __future__ import annotations
 
@@ -18,19 +19,20 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 
-from lpg import cli
+from lpg import cli, cluster
 from lpg.results import lock_file, read_results, staging_dir
 
 # Tiny barrier runs, 4 chunks of 2 seeds (a chunk is one run per device in two processes,
 # two runs one after the other in one), each chunk slow enough (4000 PG steps) for a kill
 # to land while chunks remain.
 ARGS = ["--seeds", "8", "--set", "d=8", "k=4", "N=12", "n_centres=8", "n_test=32", "pretrain_steps=10",
-        "pretrain_batch=16", "pg_steps=4000", "pg_batch=16", "log_every=1000", "chunk_size=2"]
+        "pretrain_batch=16", "pg_steps=4000", "pg_batch=16", "log_every=1000", "chunk_size=2", "signed=true"]
 TIMEOUT_S = 600  # per process: compiling takes seconds alone, minutes on a loaded 2-core machine
 
 
@@ -51,10 +53,13 @@ def _lpg(*argv: str) -> list[str]:
     return [sys.executable, "-m", "lpg.cli", *argv]
 
 
-def _start_two(out) -> list[subprocess.Popen]:
+def _start_two(out, *resume: str) -> list[subprocess.Popen]:
+    """Both processes of ``lpg run barrier --distributed``: a new run, or with
+    ``"--resume"`` the recorded one continued."""
     port = _free_port()
+    args = list(resume) or ARGS
     return [subprocess.Popen(_lpg("run", "barrier", "--distributed", "--coordinator", f"localhost:{port}",
-                                  "--num-processes", "2", "--process-id", str(i), *ARGS, "--out", str(out)),
+                                  "--num-processes", "2", "--process-id", str(i), *args, "--out", str(out)),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
             for i in range(2)]
 
@@ -98,49 +103,113 @@ def one_process(tmp_path_factory):
     proc = subprocess.run(_lpg("run", "barrier", *ARGS, "--out", str(out)), capture_output=True, text=True,
                           env=_env(), timeout=TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (out.parent / "stdout").write_text(proc.stdout)
     return out
+
+
+def _table(stdout: str) -> list[str]:
+    """What ``lpg run`` prints before ``results: DIR (time)``, less the timings: the experiment's table."""
+    return [line for line in stdout.split("results: ", 1)[0].splitlines() if not line.startswith("compile ")]
 
 
 def test_two_processes_give_the_results_of_one(one_process, tmp_path):
     out = tmp_path / "two"
     (rc0, out0, err0), (rc1, out1, err1) = _finish(_start_two(out))
     assert (rc0, rc1) == (0, 0), (err0[-3000:], err1[-3000:])
-    # Process 0 alone writes and reports.
-    assert f"results: {out}" in out0 and "results:" not in out1 and "lpg: error" not in err0 + err1
+    # Process 0 alone writes and reports; stdout holds lpg's output only (gloo's "[Gloo] Rank 1 is connected
+    # to 1 peer ranks ..." is not written there).
+    assert f"results: {out}" in out0 and out1 == "" and "lpg: error" not in err0 + err1
+    assert "Gloo" not in out0 + err0 + err1 and _table(out0) == _table((one_process.parent / "stdout").read_text())
     env = json.loads((out / "env.json").read_text())
     assert env["process_count"] == 2 and len(env["devices"]) == 2 and "--distributed" in env["run"]["command"]
     assert not staging_dir(out).exists() and not lock_file(out).exists()
     _same_results(out, one_process)
 
 
-def test_a_lost_process_stops_the_other_and_the_run_resumes_in_one(one_process, tmp_path):
-    """Process 1 is killed once the first chunk is on disk: process 0 (which writes) stops
-    at once with one line naming the command that continues the run, and that command in
-    one process ends with the reference's results. (Killing process 0, which hosts JAX's
-    coordination service, ends the others through JAX's own abort instead: not tested.)"""
-    out = tmp_path / "lost"
-    procs = _start_two(out)
-    first = staging_dir(out) / "checkpoint" / "runs" / "chunk_000000.npz"
-    deadline = time.monotonic() + TIMEOUT_S
+def _chunks(out) -> list:
+    return sorted((staging_dir(out) / "checkpoint" / "runs").glob("chunk_*.npz"))
+
+
+def _kill_after_a_chunk(procs, victim: int, out) -> tuple[int, str, float]:
+    """Once one more chunk is on disk, SIGKILL process ``victim``; the other's status,
+    stderr and seconds from the kill to its end."""
+    before, deadline = len(_chunks(out)), time.monotonic() + TIMEOUT_S
     try:
-        while not first.exists() and procs[0].poll() is None and time.monotonic() < deadline:
+        while len(_chunks(out)) == before and procs[0].poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        procs[1].send_signal(signal.SIGKILL)
+        if len(_chunks(out)) == before:
+            (rc, _, err), _ = _finish(procs)
+            pytest.fail(f"process 0 ended (status {rc}) before writing a chunk: {err[-3000:]}")
+        procs[victim].send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        other = procs[1 - victim]
+        _, err = other.communicate(timeout=TIMEOUT_S)
+        return other.returncode, err, time.monotonic() - killed
     finally:
-        [(rc0, _, err0), _] = _finish(procs)
-    assert first.exists(), err0[-3000:]
+        _finish(procs)
+
+
+def test_a_lost_process_stops_the_other_and_the_run_resumes(one_process, tmp_path):
+    """Process 0 is killed once the first chunk is on disk: process 1 (aborted by JAX's
+    health check, process 0 hosting its coordination service) ends at once with one line
+    naming the command that continues the run, status 1. That command, again over two
+    processes, is stopped the same way by killing process 1 after one more chunk (process
+    0, the writer, stops at once: gathering the chunk fails); in one process it ends with
+    the reference's results."""
+    out = tmp_path / "lost"
     again = shlex.join(["lpg", "run", "barrier", "--out", str(out), "--resume"])
-    assert rc0 == 1, err0[-3000:]
+    rc1, err1, took = _kill_after_a_chunk(_start_two(out), 0, out)
+    assert rc1 == 1 and took < cli.HEARTBEAT_TIMEOUT_S, (took, err1[-3000:])
+    _one_error_line(err1, "--distributed: another process of the job has stopped", str(staging_dir(out)), again)
+    assert err1.strip().splitlines()[-1].startswith("lpg: error:") and "Terminating process" not in err1
+    first = len(_chunks(out))
+    assert 1 <= first < 3 and not (staging_dir(out) / "summary.json").exists()
+
+    rc0, err0, took = _kill_after_a_chunk(_start_two(out, "--resume"), 1, out)
+    assert rc0 == 1 and took < cli.HEARTBEAT_TIMEOUT_S, (took, err0[-3000:])
+    assert "resuming the interrupted run" in err0
     _one_error_line(err0, "--distributed: another process of the job has stopped", str(staging_dir(out)), again)
-    chunks = sorted((staging_dir(out) / "checkpoint" / "runs").glob("chunk_*.npz"))
-    assert 1 <= len(chunks) < 4 and not (staging_dir(out) / "summary.json").exists()
-    assert not lock_file(out).exists()
+    assert first < len(_chunks(out)) < 4 and not lock_file(out).exists()
+
     proc = subprocess.run(_lpg("run", "barrier", "--out", str(out), "--resume"), capture_output=True, text=True,
                           env=_env(), timeout=TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming the interrupted run" in proc.stderr
     assert not staging_dir(out).exists() and not lock_file(out).exists()
     _same_results(out, one_process)
+
+
+def test_c_stdout_is_silenced_while_joining(capfd):
+    """What C code writes to file descriptor 1 (gloo's line when it connects) is dropped
+    inside ``c_stdout_to_devnull``; Python's and C's stdout work as before around it."""
+    print("before", flush=True)
+    with cluster.c_stdout_to_devnull():
+        os.write(1, b"[Gloo] Rank 1 is connected to 1 peer ranks\n")
+    os.write(1, b"after\n")
+    assert capfd.readouterr().out == "before\nafter\n"
+
+
+def test_the_parent_drops_jax_abort_and_the_log_lines_before_it(monkeypatch, capsys):
+    """The supervising parent passes the child's C-level stderr on; JAX's abort, and the
+    log lines held back just before it, are dropped (its line replaces them); log lines
+    not followed by an abort are passed on once held back for ``HOLD_S``."""
+    monkeypatch.setattr(cluster, "HOLD_S", 0.05)
+    read, write = os.pipe()
+
+    def child() -> None:
+        os.write(write, b"plain\nW1201 01:21:54.990595 6828 agent.cc:147] a warning\ncontinued\n")
+        time.sleep(0.3)  # held back for HOLD_S, then passed on
+        os.write(write, b"E1201 01:21:55.000000 6828 agent.cc:289] Polled an error\n"
+                        b"F1201 01:21:55.000001 6828 client.h:80] " + cluster._JAX_ABORT.encode() + b". Status\n"
+                        b"*** Check failure stack trace: ***\n")
+        os.close(write)
+
+    writer = threading.Thread(target=child)
+    writer.start()
+    assert cluster._pass_on(read)
+    writer.join()
+    os.close(read)
+    assert capsys.readouterr().err == "plain\nW1201 01:21:54.990595 6828 agent.cc:147] a warning\ncontinued\n"
 
 
 @pytest.mark.parametrize("flags, named", [
