@@ -10,7 +10,8 @@ the target holds, or when the budget of ``max_steps`` iterations is spent; such 
 
 Everything is pure and jit/vmap-able. Under ``jax.vmap`` the loop runs until every run in
 the batch is done; finished runs are frozen (``while_loop`` selects their old carry), so
-each run's result is exactly what it would be alone. The key of iteration ``t`` is
+each run's result is exactly what it would be alone. A checkpointed sweep runs the checks
+in segments it saves between (:mod:`lpg.segments`), with the same results. The key of iteration ``t`` is
 ``fold_in(key, t)`` (:func:`lpg.algorithms.train.step_key`, the rule of :func:`lpg.train`
 too), so a trajectory does not depend on ``check_every`` or on the batch.
 """
@@ -23,7 +24,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lpg import _checks, progress
+from lpg import _checks, progress, segments
 from lpg.algorithms.train import step_key
 from lpg.metrics import error, sequence_log_likelihoods
 
@@ -77,11 +78,20 @@ def run_until(
 
     done0 = jnp.asarray(target(problem, state.w), bool)
     progress.expect(max_steps)
-    if progress.CALLBACKS:
+    n_checks = max_steps // check_every
+
+    def check(carry, i):  # one check in a segment (lpg.segments); the rest is reported when its chunk ends
+        carry = body(carry)
+        progress.report_at_point(i, n_checks, check_every, after=carry[0].step, like=(key, carry[0]))
+        return carry, ()
+
+    def plain():
+        if not progress.CALLBACKS:
+            return jax.lax.while_loop(cond, body, (state, done0))
         # The same loop cut into blocks of checks for the live progress (lpg.progress): a block
         # is reported when the next one starts, the rest of the budget once every run has hit
         # or spent it (so a run that hits in its first block makes one report).
-        block = check_every * progress.stride(max_steps // check_every)
+        block = check_every * progress.stride(n_checks)
 
         def block_body(carry):
             st, done, n = carry
@@ -90,11 +100,13 @@ def run_until(
             st, done = jax.lax.while_loop(lambda c: cond(c) & (c[0].step < end), body, (st, done))
             return st, done, n + 1
 
-        state, done, n = jax.lax.while_loop(lambda c: cond(c[:2]), block_body, (state, done0, jnp.int32(0)))
-        progress.report_rest(max_steps, block, n - 1, like=(key, state))
-    else:
-        state, done = jax.lax.while_loop(cond, body, (state, done0))
-    return Hit(done, state.step, state.log_queries, state.w, state.queries, state.aux)
+        st, done, n = jax.lax.while_loop(lambda c: cond(c[:2]), block_body, (state, done0, jnp.int32(0)))
+        progress.report_rest(max_steps, block, n - 1, like=(key, st))
+        return st, done
+
+    (st, done), _ = segments.loop(check, (state, done0), n_checks, steps_each=check_every, stop=lambda c: c[1],
+                                  plain=lambda: (plain(), ()))
+    return Hit(done, st.step, st.log_queries, st.w, st.queries, st.aux)
 
 
 def likelihood_at_least(eps: float) -> Target:

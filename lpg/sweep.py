@@ -38,6 +38,14 @@ times the seeds (seed-minor) — and evaluates ``jit(vmap(fn))`` on it:
   uninterrupted sweep; it refuses a checkpoint of another sweep, or one written by other
   lpg source code (:func:`lpg.results.code_digest`), and a truncated or corrupted chunk
   raises :class:`lpg.results.Fault` naming it (deleted, it is computed again).
+* **segments.** With ``out_dir``, a chunk whose runs have loops (:func:`lpg.train`,
+  :func:`lpg.pretrain`, :func:`lpg.hitting.run_until`) is computed in segments of about
+  ``LPG_SEGMENT_S`` seconds (60; ``0``: one call per chunk) by one compiled program that
+  advances every run's loops by a budget of steps (:mod:`lpg.segments`); the runs' loop
+  states are saved atomically to ``segment_NNNNNN.npz`` after each segment, so an
+  interrupted sweep loses at most one segment, and ``resume`` continues from there. The
+  blocks a segment runs are those of the uninterrupted loop, so the results are the same,
+  bit for bit, however the chunk is cut, and the same as without ``out_dir``.
 * **progress.** Live progress on stderr (:mod:`lpg.progress`): on a terminal a bar that
   moves within a chunk (the training loops report their steps from inside the compiled
   call), off a terminal one line every ``LPG_PROGRESS_EVERY`` seconds (default 10);
@@ -55,6 +63,7 @@ any sweep, so ``fn(run_key(s), **settings)`` reproduces that run.
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -66,7 +75,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lpg import memory
+from lpg import memory, segments
 from lpg import progress as _progress
 from lpg.interrupt import promptly
 from lpg.progress import format_log_count
@@ -178,10 +187,12 @@ def _structure(out_info) -> dict:
     return {"treedef": str(treedef), "leaves": [[list(l.shape), str(l.dtype)] for l in leaves]}
 
 
-def _load_checkpoint(out_dir: Path, spec: dict, n_leaves: int) -> list[list[np.ndarray]]:
+def _load_checkpoint(out_dir: Path, spec: dict, n_leaves: int) -> list[list[np.ndarray]] | None:
+    """The finished chunks of the checkpoint of this sweep in ``out_dir`` (``None``: no
+    checkpoint there)."""
     meta_path = out_dir / "sweep.json"
     if not meta_path.is_file():
-        return []
+        return None
     stored = read_json(meta_path, "delete it to compute this part of the run again")
     if stored != to_jsonable(spec):
         diff = sorted(k for k in set(stored) | set(spec) if stored.get(k) != to_jsonable(spec).get(k))
@@ -205,7 +216,7 @@ def _load_checkpoint(out_dir: Path, spec: dict, n_leaves: int) -> list[list[np.n
 
 
 def _clear_checkpoint(out_dir: Path) -> None:
-    for p in out_dir.glob("chunk_*.npz"):
+    for p in [*out_dir.glob("chunk_*.npz"), *out_dir.glob("segment_*.npz")]:
         p.unlink()
     (out_dir / "sweep.json").unlink(missing_ok=True)
 
@@ -267,13 +278,17 @@ def _to_host(tree) -> list[np.ndarray]:
 
 class _Program:
     """A traced program for one chunk shape, its memory estimate (:func:`lpg.memory.estimate`,
-    known before compiling), and once needed its lowered and compiled forms."""
+    known before compiling), and once needed its lowered and compiled forms. A segmented
+    program (``segments`` the run's :class:`lpg.segments.Plan`) maps ``(keys, settings,
+    loop states, budget)`` to ``(loop states, outputs, steps done, finished)``."""
 
-    def __init__(self, traced, steps_per_run: int = 0):
+    def __init__(self, traced, steps_per_run: int = 0, segments_plan=None):
         self.traced = traced
         self.memory = memory.estimate(traced.jaxpr)
         self.compiled = None
         self.steps_per_run = steps_per_run  # as its loops declared them (lpg.progress.expect); 0: unknown
+        self.segments = segments_plan
+        self.out_info = traced.out_info[1] if segments_plan is not None else traced.out_info
 
     def compile(self):
         return self.traced.lower().compile()
@@ -290,12 +305,12 @@ def _batched(one, n_dev: int, c: int, vmap_size: int | None):
     if vmap_size is None or vmap_size >= c // n_dev:
         return jax.vmap(one)
 
-    def per_device(kd, st):
-        return jax.lax.map(lambda a: one(*a), (kd, st), batch_size=vmap_size)
+    def per_device(*args):
+        return jax.lax.map(lambda a: one(*a), args, batch_size=vmap_size)
 
-    def batched(kd, st):
+    def batched(*args):
         split = lambda a: a.reshape(n_dev, c // n_dev, *a.shape[1:])  # noqa: E731
-        out = jax.vmap(per_device)(split(kd), jax.tree_util.tree_map(split, st))
+        out = jax.vmap(per_device)(*jax.tree_util.tree_map(split, args))
         return jax.tree_util.tree_map(lambda a: a.reshape(c, *a.shape[2:]), out)
 
     return batched
@@ -322,10 +337,24 @@ def auto_vmap_size() -> int | None:
     return 1 if jax.default_backend() == "cpu" else None
 
 
-def _program(fn, settings: dict, c: int, devices, chunk_inputs, vmap_size=None) -> _Program:
+def _segments_plan(fn, kd, st):
+    """The loops of one run of ``fn`` (:func:`lpg.segments.plan`), or ``None`` when it has
+    none or they cannot be cut into segments."""
+    one = lambda kd, st: fn(kd, **st)  # noqa: E731
+    try:
+        plan = segments.plan(one, jax.ShapeDtypeStruct(kd.shape[1:], kd.dtype),
+                             {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in st.items()})
+    except segments.Unsupported:
+        return None
+    return plan if plan.states else None
+
+
+def _program(fn, settings: dict, c: int, devices, chunk_inputs, vmap_size=None, segmented: bool = False) -> _Program:
     """The program of ``fn`` for chunks of ``c`` runs, reused across :func:`sweep` calls
-    with the same function, setting names and dtypes, chunk size, devices and
-    ``vmap_size`` (like ``jax.jit``, a function is identified by the object itself)."""
+    with the same function, setting names and dtypes, chunk size, devices, ``vmap_size``
+    and segmenting (like ``jax.jit``, a function is identified by the object itself).
+    ``segmented``: a program that advances the runs' loops by a budget of steps
+    (:mod:`lpg.segments`), when ``fn``'s loops allow it."""
     plans = []
 
     def one(kd, st):
@@ -336,19 +365,100 @@ def _program(fn, settings: dict, c: int, devices, chunk_inputs, vmap_size=None) 
 
     try:
         key = (fn, tuple((k, str(v.dtype)) for k, v in settings.items()), c, tuple(devices), vmap_size,
-               _progress.compiled_settings())
+               _progress.compiled_settings(), segmented)
         hash(key)
     except TypeError:
         key = None
     if key is not None and key in _PROGRAMS:
         return _PROGRAMS[key]
-    traced = jax.jit(_batched(one, len(devices), c, vmap_size)).trace(*chunk_inputs(0))
-    program = _Program(traced, max(plans, default=0))
+    kd, st = chunk_inputs(0)
+    plan = _segments_plan(fn, kd, st) if segmented else None
+    if plan is None:
+        program = _Program(jax.jit(_batched(one, len(devices), c, vmap_size)).trace(kd, st), max(plans, default=0))
+    else:
+        def program_fn(kd, st, states, positions, budget):
+            advance = lambda k, s, l: segments.advance(one, plan, l, positions, budget, k, s)  # noqa: E731
+            return _batched(advance, len(devices), c, vmap_size)(kd, st, states)
+
+        fresh = _fresh_states(plan, c)
+        traced = jax.jit(program_fn).trace(kd, st, _global_states(fresh, kd.sharding),
+                                           _positions(fresh, kd.sharding), _budget(0, kd.sharding))
+        program = _Program(traced, max(plans, default=0), plan)
     if key is not None:
         if len(_PROGRAMS) >= _MAX_PROGRAMS:
             _PROGRAMS.pop(next(iter(_PROGRAMS)))
         _PROGRAMS[key] = program
     return program
+
+
+def _fresh_states(plan, c: int):
+    """The loop states of ``c`` runs that have not started, on the host."""
+    return jax.tree_util.tree_map(lambda s: np.zeros((c,) + s.shape, s.dtype), plan.states)
+
+
+def _global_states(states, sharding: NamedSharding):
+    return jax.tree_util.tree_map(lambda a: _global_array(np.asarray(a), sharding), states)
+
+
+def _replicated(value: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    return _global_array(np.asarray(value), NamedSharding(sharding.mesh, PartitionSpec()))
+
+
+def _budget(steps: int, sharding: NamedSharding) -> jax.Array:
+    """A segment's budget of steps, the same for every run."""
+    return _replicated(np.int32(min(int(steps), 2**31 - 1)), sharding)
+
+
+def _positions(states, sharding: NamedSharding) -> tuple:
+    """Every loop's blocks done in the chunk's first run (those of the loops that are
+    :attr:`lpg.segments.Plan.shared` are the same in every run), as unbatched inputs."""
+    return tuple(_replicated(np.int32(s.pos[0]), sharding) for s in states)
+
+
+SEGMENT_S = 60.0
+"""Seconds of compute between two saves of a run's loop states (``LPG_SEGMENT_S``)."""
+
+
+def segment_seconds() -> float:
+    """``LPG_SEGMENT_S`` (a positive number of seconds), else :data:`SEGMENT_S`; ``0``
+    computes every chunk in one call (checkpoints per chunk only)."""
+    raw = os.environ.get("LPG_SEGMENT_S", "").strip()
+    if not raw:
+        return SEGMENT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"LPG_SEGMENT_S must be a number of seconds >= 0, got {raw!r}")
+    return value
+
+
+def _segment_path(out_dir: Path, i: int) -> Path:
+    return out_dir / f"segment_{i:06d}.npz"
+
+
+def _save_segment(out_dir: Path, i: int, states, steps: np.ndarray) -> None:
+    leaves = jax.tree_util.tree_leaves(states)
+    atomic_write_bytes(_segment_path(out_dir, i), npz_bytes({"steps": steps, **{f"state_{j}": a for j, a in
+                                                                              enumerate(leaves)}}))
+
+
+def _load_segment(out_dir: Path, i: int, plan, c: int):
+    """``(states, steps)``: the loop states of chunk ``i``'s runs and the steps each has
+    done, as last saved (``None`` when there are none)."""
+    path = _segment_path(out_dir, i)
+    if not path.is_file():
+        return None
+    fix = "delete it to compute this chunk from its start"
+    arrays = load_npz(path, fix)
+    want, treedef = jax.tree_util.tree_flatten(_fresh_states(plan, c))
+    leaves = [arrays.get(f"state_{j}") for j in range(len(want))]
+    steps = arrays.get("steps")
+    for a, w in zip(leaves + [steps], want + [np.zeros((c,), np.int32)]):
+        if a is None or a.shape != w.shape or a.dtype != w.dtype:
+            raise Fault(f"{path} is corrupted (its arrays are not the loop states of this sweep); {fix}")
+    return jax.tree_util.tree_unflatten(treedef, leaves), steps
 
 
 def _stored_chunk_size(out_dir: Path) -> int | None:
@@ -368,7 +478,8 @@ class MemoryPlan(NamedTuple):
     program: Any  # the traced program of a chunk (``program.compile()``)
 
 
-def _fit_chunk(fn, settings, R: int, chunk_size, devices, inputs, vmap_size, desc: str, sizes) -> MemoryPlan:
+def _fit_chunk(fn, settings, R: int, chunk_size, devices, inputs, vmap_size, desc: str, sizes,
+               segmented: bool = False) -> MemoryPlan:
     """The chunk size and its traced program. A chunk must fit in the memory there is
     (:func:`lpg.memory.available`, checked against :func:`lpg.memory.estimate` before
     compiling); an automatic chunk size (``chunk_size=None``: every run at once) is
@@ -380,7 +491,7 @@ def _fit_chunk(fn, settings, R: int, chunk_size, devices, inputs, vmap_size, des
     c = round_up(min(chunk_size if chunk_size is not None else R, R))
     budget, where = memory.available(jax.local_devices())
     while True:
-        program = _program(fn, settings, c, devices, lambda i: inputs(c, i), vmap_size)
+        program = _program(fn, settings, c, devices, lambda i: inputs(c, i), vmap_size, segmented)
         plan = MemoryPlan(c, program.memory * n_local // n_dev, budget, where, program)
         if budget is None or plan.needed <= (budget // 2 if chunk_size is None and c > n_dev else budget):
             return plan
@@ -460,12 +571,13 @@ def sweep(
     if chunk_size is None and resume and ckpt is not None:
         chunk_size = _stored_chunk_size(ckpt)  # an automatic chunk size stays the checkpoint's
     inputs = _chunk_inputs(seed, settings, devices)
-    plan = _fit_chunk(fn, settings, R, chunk_size, devices, inputs, vmap_size, desc, sizes)
+    seconds = segment_seconds() if ckpt is not None else 0.0
+    plan = _fit_chunk(fn, settings, R, chunk_size, devices, inputs, vmap_size, desc, sizes, segmented=seconds > 0)
     c, program = plan.chunk_size, plan.program
     chunk_inputs = lambda i: inputs(c, i)  # noqa: E731
     n_chunks = -(-R // c)
     bar = _progress.Tracker(desc, R, show=progress if is_writer() else False)  # one process of a job talks
-    out_info = program.traced.out_info
+    out_info = program.out_info
     treedef = jax.tree_util.tree_structure(out_info)
     n_leaves = treedef.num_leaves
     query_leaves = _query_leaves(out_info)
@@ -483,9 +595,9 @@ def sweep(
             "fingerprint": dict(fingerprint or {}),
             "code": code_digest(),
         }
-        if resume:
-            chunks = _load_checkpoint(ckpt, spec, n_leaves)[:n_chunks]
-        if writer and not chunks:
+        found = _load_checkpoint(ckpt, spec, n_leaves) if resume else None
+        chunks = (found or [])[:n_chunks]
+        if writer and found is None:
             ckpt.mkdir(parents=True, exist_ok=True)
             _clear_checkpoint(ckpt)
             atomic_write_json(ckpt / "sweep.json", spec)
@@ -506,9 +618,14 @@ def sweep(
         if start < n_chunks:
             bar.begin(steps_total=n_chunks * per_chunk, steps_done=start * per_chunk, runs_done=min(start * c, R))
         for i in range(start, n_chunks):
-            leaves = promptly(lambda: _to_host(compiled(*chunk_inputs(i))))  # Ctrl-C at once, not after the chunk
+            if program.segments is None:
+                leaves = promptly(lambda: _to_host(compiled(*chunk_inputs(i))))  # Ctrl-C at once, not after the chunk
+            else:
+                leaves = _segmented_chunk(compiled, program.segments, chunk_inputs(i), c, ckpt, i, resume, seconds,
+                                          writer, bar)
             if ckpt is not None and writer:
                 atomic_write_bytes(_chunk_path(ckpt, i), npz_bytes({f"leaf_{j}": a for j, a in enumerate(leaves)}))
+                _segment_path(ckpt, i).unlink(missing_ok=True)
             chunks.append(leaves)
             done = min((i + 1) * c, R)
             real = done - i * c
@@ -522,6 +639,37 @@ def sweep(
     stacked = [np.concatenate([ch[j] for ch in chunks])[:R] for j in range(n_leaves)]
     outputs = jax.tree_util.tree_unflatten(treedef, stacked)
     return SweepResult(settings, seed, outputs, compile_s, run_s)
+
+
+def _segmented_chunk(compiled, plan, inputs, c: int, ckpt: Path, i: int, resume: bool, seconds: float,
+                     writer: bool, bar: _progress.Tracker) -> list[np.ndarray]:
+    """Chunk ``i`` computed in segments of about ``seconds`` of compute each
+    (:mod:`lpg.segments`): after each segment but the last its runs' loop states are saved
+    atomically to ``segment_NNNNNN.npz``, from where ``resume`` continues. Returns the
+    chunk's output leaves on the host."""
+    kd, st = inputs
+    saved = _load_segment(ckpt, i, plan, c) if resume else None
+    states, steps = saved or (_fresh_states(plan, c), np.zeros((c,), np.int32))
+    treedef = jax.tree_util.tree_structure(states)
+    n_state = treedef.num_leaves
+    rate, done = None, int(np.min(steps))  # steps per second; steps every run of the chunk has done
+    bar.add_steps(int(np.sum(steps)))  # the steps of the saved segments, not reported again
+    while True:
+        budget = segments.next_budget(plan.steps - done, rate, seconds, first=max(1, plan.steps // 16))
+        t = time.perf_counter()
+        out = promptly(lambda: _to_host(compiled(kd, st, _global_states(states, kd.sharding),
+                                                 _positions(states, kd.sharding), _budget(budget, kd.sharding))))
+        elapsed = time.perf_counter() - t
+        steps, finished = out[-2], out[-1]
+        if bool(np.all(finished)):
+            return out[n_state:-2]
+        states = jax.tree_util.tree_unflatten(treedef, out[:n_state])
+        if writer:
+            _save_segment(ckpt, i, states, steps)
+        now = int(np.min(steps))
+        if now > done:
+            rate = (now - done) / max(elapsed, 1e-6)
+        done = now
 
 
 def grid_size(grid: Mapping[str, Sequence]) -> int:

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lpg import _checks, optim, progress, rewards
+from lpg import _checks, optim, progress, rewards, segments
 from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, hyper as make_hyper, step_unit_of, tree_norm
 from lpg.algorithms.train import step_key
 from lpg.policy import position_mask, weighted_grad
@@ -73,13 +73,21 @@ def pretrain(problem: Problem, key, *, steps: int, batch_size: int = 256, optimi
     w0 = problem.fmap.init_params() if w0 is None else w0
     progress.expect(steps)
 
-    @jax.jit
     def run(w0, key):
         def body(st, _):
             return alg.step(st, step_key(key, st.step), problem, hyper)[0], None
 
-        st = jax.lax.scan(body, alg.init(w0, hyper), None, length=steps)[0]
-        progress.report_done(steps, after=st.step, like=(key, st))  # the live progress (lpg.progress)
-        return st.w
+        def plain():
+            st = jax.lax.scan(body, st0, None, length=steps)[0]
+            progress.report_done(steps, after=st.step, like=(key, st))  # the live progress (lpg.progress)
+            return st, ()
 
-    return run(w0, key)
+        def block(st, i):  # one step in a segment (lpg.segments)
+            st = body(st, None)[0]
+            progress.report_at_point(i, steps, 1, after=st.step, like=(key, st))
+            return st, ()
+
+        st0 = alg.init(w0, hyper)
+        return segments.loop(block, st0, steps, steps_each=1, plain=plain)[0].w
+
+    return (run if segments.active() else jax.jit(run))(w0, key)

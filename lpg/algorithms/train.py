@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
-from lpg import _checks, progress, rewards
+from lpg import _checks, progress, rewards, segments
 from lpg.algorithms.base import AbstractAlgorithm, Hyper, TrainState
 from lpg.problem import Evaluation, Problem, evaluate
 
@@ -54,7 +54,8 @@ def train(alg: AbstractAlgorithm, problem: Problem, hyper: Hyper, key: PRNGKeyAr
     """Run ``steps`` steps of ``alg`` from ``w0`` (default: the base model, or zeros),
     logging every ``log_every`` steps. Pure, jit- and vmap-able (``steps`` and
     ``log_every`` are static); the steps done are reported at the log points to a
-    sweep's live progress (:mod:`lpg.progress`)."""
+    sweep's live progress (:mod:`lpg.progress`). A checkpointed sweep runs the log points
+    in segments it saves between (:mod:`lpg.segments`), with the same results."""
     steps = _checks.int_at_least("steps", steps, 1)
     log_every = _checks.int_at_least("log_every", log_every, 1)
     if steps % log_every:
@@ -91,6 +92,8 @@ def train(alg: AbstractAlgorithm, problem: Problem, hyper: Hyper, key: PRNGKeyAr
     aux_shape = jax.eval_shape(alg.step, state, key, problem, hyper)[1].aux
     first = point(state, ev0, nan, nan, jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), aux_shape))
     points = jnp.arange(n_points) if progress.CALLBACKS else None  # the live progress (lpg.progress)
-    (state, w_rand), rest = jax.lax.scan(outer, (state, w0), points, length=n_points)
+    (state, w_rand), rest = segments.loop(
+        outer, (state, w0), n_points, steps_each=log_every,
+        plain=lambda: jax.lax.scan(outer, (state, w0), points, length=n_points))
     curves = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
     return TrainResult(state, curves, w_rand, evaluate(problem, w_rand))
