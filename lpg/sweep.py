@@ -262,17 +262,25 @@ class LostProcess(Fault):
     failed: another process has stopped (or cannot be reached), and the job cannot go on."""
 
 
+def _lost(e: Exception, what: str) -> LostProcess:
+    why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return LostProcess(f"another process of the job has stopped ({what} failed: {why})")
+
+
 def _to_host(tree) -> list[np.ndarray]:
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
-        jax.block_until_ready(tree)  # a fault of this process's own computation is raised as it is, here
+        try:
+            jax.block_until_ready(tree)
+        except jax.errors.JaxRuntimeError as e:  # a collective of the program itself (the progress reports')
+            if "gloo" not in str(e).lower():
+                raise  # a fault of this process's own computation, as it is
+            raise _lost(e, "a collective of the computation") from e
         try:
             tree = multihost_utils.process_allgather(tree, tiled=True)
         except (RuntimeError, ValueError) as e:  # gloo's error surfaces as either, depending on where
-            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise LostProcess(f"another process of the job has stopped (gathering a chunk's outputs failed: "
-                              f"{why})") from e
+            raise _lost(e, "gathering a chunk's outputs") from e
     return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(tree))]
 
 

@@ -8,6 +8,7 @@ was never interrupted; a damaged state file is one clear error."""
 from __future__ import annotations
 
 import math
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -59,8 +60,9 @@ def _batched(f, how):
     return lambda *a: jax.lax.map(lambda t: f(*t), a, batch_size=1)
 
 
-@pytest.mark.parametrize("how", ["vmap", "map"])
-def test_any_cut_gives_the_uninterrupted_run(how):
+def test_any_cut_gives_the_uninterrupted_run(how="map"):
+    """Under ``lax.map`` over runs (a CPU's default); a ``vmap`` over runs (an
+    accelerator's) is the sweep's below."""
     plain = jax.jit(_batched(_run, how))(KEYS, LRS)
     plan = segments.plan(_run, KEYS[0], LRS[0])
     assert len(plan.states) == 3 and plan.steps == PRE + PG + MAX_HIT
@@ -121,6 +123,12 @@ def test_a_sweep_saves_segments_and_resumes_from_the_last(tmp_path, monkeypatch)
     assert part.is_file() and not (out / "chunk_000000.npz").exists()
     saved = np.load(part)["steps"]
     assert np.all(saved == PRE + PG + MAX_HIT - whole[3])  # where the uninterrupted sweep was then
+    # A damaged state file is one clear error naming it.
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
+    (damaged / part.name).write_bytes(part.read_bytes()[:100])
+    with pytest.raises(Fault, match=r"segment_000000\.npz.*delete it to compute this chunk from its start"):
+        sweep_module.sweep(_fn, grid, seeds=2, chunk_size=2, out_dir=damaged, resume=True, progress=False)
     # Resumed: it continues from there (no segment computed twice) and ends with the results of
     # the uninterrupted sweep, and of the sweep without segments, bit for bit.
     calls = _count_calls(monkeypatch, budget=7)
@@ -133,18 +141,6 @@ def test_a_sweep_saves_segments_and_resumes_from_the_last(tmp_path, monkeypatch)
     again = sweep_module.sweep(_fn, grid, seeds=2, chunk_size=2, out_dir=out, resume=True, progress=False)
     assert calls == [] and again.run_s == 0.0
     _assert_same(again.outputs, reference.outputs)
-
-
-def test_a_damaged_state_file_is_one_clear_error(tmp_path, monkeypatch):
-    out = tmp_path / "ckpt"
-    _count_calls(monkeypatch, budget=5, stop_after=1)
-    with pytest.raises(KeyboardInterrupt):
-        sweep_module.sweep(_fn, {"lr": [0.5]}, seeds=1, out_dir=out, progress=False)
-    part = out / "segment_000000.npz"
-    part.write_bytes(part.read_bytes()[:100])
-    _count_calls(monkeypatch, budget=5)
-    with pytest.raises(Fault, match=r"segment_000000\.npz.*delete it to compute this chunk from its start"):
-        sweep_module.sweep(_fn, {"lr": [0.5]}, seeds=1, out_dir=out, resume=True, progress=False)
 
 
 def test_segment_seconds_setting(monkeypatch):
