@@ -440,7 +440,9 @@ def verdict(rec: dict) -> str:
     ``"not estimable"`` without an estimate, ``"reported"`` without a range,
     ``"illustration"`` for a measurement that cannot refute its claim. A record with
     ``conditional`` (text naming an assumption, e.g. ``"the per-token step"``) that
-    would be confirmed is ``"conditional (on <text>)"`` (:func:`mark_conditional`)."""
+    would be confirmed is ``"conditional (on <text>)"`` (:func:`mark_conditional`). A
+    record with ``min_points`` that rests on fewer (``n_points``) is ``"not confirmed"``
+    (two points always fit a line)."""
     if rec.get("illustration"):
         return "illustration"
     est = rec.get("estimate")
@@ -448,6 +450,8 @@ def verdict(rec: dict) -> str:
         return "not estimable"
     if "accept" not in rec:
         return "reported"
+    if rec.get("n_points", math.inf) < rec.get("min_points", 0):
+        return "not confirmed"
     lo, hi = rec["accept"]
     if rec.get("accept_ci"):
         lo = -math.inf if lo is None else lo

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lpg.algorithms.base import READINGS
 from lpg.analysis import fmt_slope, verdict
 from lpg.results import (Table, atomic_write_bytes, code_digest, read_results, recorded_run, to_jsonable,
                          write_results)
@@ -82,7 +83,8 @@ def _result_claims(name: str, res: dict) -> list[str]:
 
 
 def slope_rows(name: str, summary: dict) -> list[dict]:
-    """One row per fitted exponent of an experiment's summary."""
+    """One row per fitted exponent of an experiment's summary (``reading``: the reading of
+    the adaptive step its verdict assumes, in words, where the record names one)."""
     rows = []
     for qty, rec in (summary.get("slopes") or {}).items():
         if not isinstance(rec, dict) or "estimate" not in rec:
@@ -91,7 +93,8 @@ def slope_rows(name: str, summary: dict) -> list[dict]:
         rows.append({"claim": claim, "experiment": name, "quantity": qty, "theory": rec.get("theory"),
                      "measured": fmt_slope(rec), "regime": rec.get("regime"), "n_censored": rec.get("n_censored"),
                      "n_runs": rec.get("n_runs"), "verdict": rec.get("verdict") or verdict(rec),
-                     "note": rec.get("note", "")})
+                     "note": rec.get("note", ""),
+                     "reading": READINGS.get(rec["reading"], rec["reading"]) if rec.get("reading") else None})
     return rows
 
 
@@ -126,7 +129,8 @@ def _md_table(rows: list[dict]) -> list[str]:
            "| verdict |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cens = "—" if r["n_runs"] is None else f"{r['n_censored'] or 0}/{r['n_runs']}"
-        out.append(f"| {r['claim']} | `{r['experiment']}` | `{r['quantity']}` | {_fmt_num(r['theory'])} | "
+        reading = f" ({r['reading']})" if r.get("reading") else ""
+        out.append(f"| {r['claim']} | `{r['experiment']}` | `{r['quantity']}`{reading} | {_fmt_num(r['theory'])} | "
                    f"{r['measured']} | {_fmt_regime(r['regime'])} | {cens} | {r['verdict']} |")
     return out
 

@@ -14,15 +14,19 @@ its results are read back from disk as the long :class:`lpg.results.Table`.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import math
+import os
 
 import numpy as np
 import pytest
 from conftest import N_SE
 
 import lpg.theory
+from lpg import report
+from lpg.analysis import verdict
 from lpg.experiments import get, lq_governs, pretrain_barrier
 from lpg.features import max_planted_contexts
 from lpg.metrics import quantile_index
@@ -196,9 +200,14 @@ def test_pretrain_barrier_outputs(pre_run):
 # lq-governs (C4, C6)
 # ---------------------------------------------------------------------------------
 
+READING = {"response": "the response-level step", "token": "the per-token step"}  # as the verdicts name them
+LQ_UNITS = ["response", "token"] if os.environ.get("LPG_SLOW") == "1" else ["token"]
+"""The fixture runs the per-token reading (the path the readings added; each reading's
+sweeps compile for ~5 s), both with ``LPG_SLOW=1``; the response-level rows, bit-identical
+to those before the readings, and the two-reading summary are checked on synthetic tables."""
 LQ_CONFIG = {"k": 4, "N": 4, "gamma": 0.5, "eps": 0.3, "wide_factor": 2.0, "log10_alphas": [-1.0, -2.0],
              "pg_log10_alphas": [-1.0, -1.5], "alg1_max_steps": 6000, "pg_max_steps": 6000, "check_every": 10,
-             "regime_factor": 1.0}
+             "regime_factor": 1.0, "step_units": LQ_UNITS}
 
 
 @pytest.fixture(scope="module")
@@ -219,10 +228,37 @@ def brute_lq_floor(alphas: np.ndarray, eps: float) -> float:
     return best
 
 
-def lq_rows(table: Table, variant: str) -> Table:
-    """The runs of one learner: Algorithm 1's sweep holds ``alg1`` (``full = 0``) and
-    ``alg1_full`` (``full = 1``), on-policy PG its own."""
-    return table.where(part="pg" if variant == "pg" else "alg1", full=int(variant == "alg1_full"))
+def lq_rows(table: Table, variant: str, unit: str) -> Table:
+    """The runs of one learner under one reading: Algorithm 1's sweep holds ``alg1``
+    (``full = 0``) and ``alg1_full`` (``full = 1``), on-policy PG its own."""
+    return table.where(algorithm="pg" if variant == "pg" else "alg1", full=int(variant == "alg1_full"),
+                       step_unit=unit)
+
+
+def lq_name(variant: str, unit: str, quantity: str) -> str:
+    return f"{variant}_{quantity}" if unit == "response" else f"{variant}_{unit}_{quantity}"
+
+
+def lq_expected_verdicts(slopes: dict, units) -> dict:
+    """``summary.verdict`` from the records' verdicts, as the module docstring states it:
+    each check per reading (every record confirmed or conditional on that reading); C4 on
+    the wide slopes and the narrow ones of alg1 and pg, C6 on the wide slopes and the
+    floors; a claim confirmed when it passes under every reading, conditional under some."""
+    checks = {"wide_slopes_near_1": [(v, "wide") for v in ("alg1", "alg1_full", "pg")],
+              "narrow_flat_for_alg1_and_pg": [("alg1", "narrow"), ("pg", "narrow")],
+              "no_learner_below_lq_floor": [(v, "mean_over_floor") for v in ("alg1", "alg1_full", "pg")]}
+    out = {}
+    for u in units:
+        for check, recs in checks.items():
+            out[f"{check} under {READING[u]}"] = all(
+                slopes[lq_name(v, u, q)]["verdict"] in ("confirmed", f"conditional (on {READING[u]})") for v, q in recs)
+    for claim, names in (("C4", ("wide_slopes_near_1", "narrow_flat_for_alg1_and_pg")),
+                         ("C6", ("wide_slopes_near_1", "no_learner_below_lq_floor"))):
+        passed = [READING[u] for u in units if all(out[f"{c} under {READING[u]}"] for c in names)]
+        out.update({f"{claim} under {READING[u]}": READING[u] in passed for u in units})
+        out[claim] = ("confirmed" if len(passed) == len(units) else
+                      f"conditional (on {' and '.join(passed)})" if passed else "not confirmed")
+    return out
 
 
 def test_lq_floor_bounds_the_cheapest_set():
@@ -239,71 +275,114 @@ def test_lq_floor_bounds_the_cheapest_set():
 
 
 def test_lq_governs_profiles_and_floor(lq_run):
-    """The wide profile's LQ is α_low and the narrow one's α_high (the definition applied
-    by hand to the two-level profile); mean queries to error ε never undercut the LQ
-    floor (a bound on expectations) by more than N_SE standard errors; the floor records
-    hold the ratio of mean queries to the floor at every point and its smallest value."""
+    """Under each reading run: the wide profile's LQ is α_low and the narrow one's α_high
+    (the definition applied by hand to the two-level profile); mean queries to error ε
+    never undercut the LQ floor (a bound on expectations) by more than N_SE standard
+    errors; the floor records hold the ratio of mean queries to the floor at every point
+    and its smallest value; every record names its reading."""
     _, config, summary, out = lq_run
     _, table, _ = read_results(out)
     S = max_planted_contexts(config["k"], config["gamma"])
     counts = lq_governs.profile_counts(config)
     assert counts["narrow"] / S <= config["eps"] < counts["wide"] / S
-    for v in lq_governs.VARIANTS:
-        ratios = []
-        rows = lq_rows(table, v)
-        assert len(rows) == SEEDS * len(config["pg_log10_alphas" if v == "pg" else "log10_alphas"]) * 2
-        la = rows["log10_alpha"].astype(np.float64)
-        assert set(rows["n_low"]) == {counts["wide"], counts["narrow"]}
-        prof = np.where(rows["n_low"] == counts["wide"], "wide", "narrow")
-        want = np.where(prof == "wide", la * math.log(10), math.log(config["alpha_high"]))
-        np.testing.assert_allclose(rows["log_lq"], want, rtol=1e-5)
-        hit = rows["hit"].astype(bool)
-        q = np.exp(rows["log_queries"].astype(np.float64))
-        for a in np.unique(la):
-            for p in lq_governs.PROFILES:
-                sel = (la == a) & (prof == p)
-                assert hit[sel].all(), (v, a, p)
-                alphas = np.where(np.arange(S) < counts[p], 10.0**a, config["alpha_high"])
-                floor = lpg.theory.lq_floor(alphas, config["eps"])
-                se = q[sel].std(ddof=1) / math.sqrt(sel.sum())
-                assert q[sel].mean() >= floor - N_SE * se, (v, a, p, q[sel].mean(), floor)
-                pts = summary["points"][f"{v}_{p}"]
-                i = pts["log10_alpha_low"].index(float(a))
-                assert pts["mean_over_floor"][i] == pytest.approx(q[sel].mean() / floor, rel=1e-9)
-                ratios.append(q[sel].mean() / floor)
-        rec = summary["slopes"][f"{v}_mean_over_floor"]
-        assert rec["estimate"] == pytest.approx(min(ratios), rel=1e-9) and rec["claim"] == "C6"
-        assert rec["ci"][0] <= rec["estimate"] <= rec["ci"][1]
-        assert rec["verdict"] == ("confirmed" if rec["ci"][0] >= 1.0 else "not confirmed")
+    assert sorted(table.unique("step_unit")) == sorted(LQ_UNITS) and summary["step_units"] == LQ_UNITS
+    assert sorted(table.unique("part")) == sorted(p if u == "response" else f"{p}_{u}" for p in ("alg1", "pg")
+                                                  for u in LQ_UNITS)
+    for u in LQ_UNITS:
+        for v in lq_governs.VARIANTS:
+            ratios = []
+            rows = lq_rows(table, v, u)
+            assert len(rows) == SEEDS * len(config["pg_log10_alphas" if v == "pg" else "log10_alphas"]) * 2
+            la = rows["log10_alpha"].astype(np.float64)
+            assert set(rows["n_low"]) == {counts["wide"], counts["narrow"]}
+            prof = np.where(rows["n_low"] == counts["wide"], "wide", "narrow")
+            want = np.where(prof == "wide", la * math.log(10), math.log(config["alpha_high"]))
+            np.testing.assert_allclose(rows["log_lq"], want, rtol=1e-5)
+            hit = rows["hit"].astype(bool)
+            q = np.exp(rows["log_queries"].astype(np.float64))
+            for a in np.unique(la):
+                for p in lq_governs.PROFILES:
+                    sel = (la == a) & (prof == p)
+                    assert hit[sel].all(), (v, u, a, p)
+                    alphas = np.where(np.arange(S) < counts[p], 10.0**a, config["alpha_high"])
+                    floor = lpg.theory.lq_floor(alphas, config["eps"])
+                    se = q[sel].std(ddof=1) / math.sqrt(sel.sum())
+                    assert q[sel].mean() >= floor - N_SE * se, (v, u, a, p, q[sel].mean(), floor)
+                    pts = summary["points"][lq_name(v, u, p)]
+                    i = pts["log10_alpha_low"].index(float(a))
+                    assert pts["mean_over_floor"][i] == pytest.approx(q[sel].mean() / floor, rel=1e-9)
+                    ratios.append(q[sel].mean() / floor)
+            rec = summary["slopes"][lq_name(v, u, "mean_over_floor")]
+            assert rec["estimate"] == pytest.approx(min(ratios), rel=1e-9) and rec["claim"] == "C6"
+            assert rec["ci"][0] <= rec["estimate"] <= rec["ci"][1]
+            assert rec["verdict"] in ("confirmed" if rec["ci"][0] >= 1.0 else "not confirmed",
+                                      f"conditional (on {READING[u]})")
+            for q_ in (*lq_governs.PROFILES, "mean_over_floor"):
+                r = summary["slopes"][lq_name(v, u, q_)]
+                assert r["reading"] == u and r["note"].endswith(READING[u]), (v, u, q_)
+    if LQ_UNITS == ["response", "token"]:  # the readings are different learners on the same seeds
+        for v in lq_governs.VARIANTS:
+            assert not np.array_equal(lq_rows(table, v, "response")["log_queries"],
+                                      lq_rows(table, v, "token")["log_queries"]), v
 
 
 def test_lq_governs_outputs(lq_run):
-    exp, _, summary, out = lq_run
+    exp, config, summary, out = lq_run
     check_outputs(exp, out, summary)
-    assert summary["slopes"]["alg1_wide"]["theory"] == 1.0 and summary["slopes"]["pg_narrow"]["theory"] == 0.0
+    u = LQ_UNITS[-1]
+    assert summary["slopes"][lq_name("alg1", u, "wide")]["theory"] == 1.0
+    assert summary["slopes"][lq_name("pg", u, "narrow")]["theory"] == 0.0
+    assert set(summary["slopes"]) == {lq_name(v, u, q) for v in lq_governs.VARIANTS for u in LQ_UNITS
+                                      for q in (*lq_governs.PROFILES, "mean_over_floor")}
+    assert summary["verdict"] == lq_expected_verdicts(summary["slopes"], LQ_UNITS)
+
+
+def test_lq_governs_runs_each_reading():
+    """One Algorithm 1 and one PG sweep per reading, each tagged with its ``step_unit``
+    and running its learner with that reading of the step (nothing is compiled)."""
+    exp = get("lq-governs")
+    config = exp.resolve({"step_units": "response,token"})
+    sweeps = list(exp.sweeps(config))
+    assert [(sw.part, dict(sw.tags)) for sw in sweeps] == [
+        ("alg1", {"algorithm": "alg1", "step_unit": "response"}),
+        ("pg", {"algorithm": "pg", "step_unit": "response"}),
+        ("alg1_token", {"algorithm": "alg1", "step_unit": "token"}),
+        ("pg_token", {"algorithm": "pg", "step_unit": "token"})]
+    for sw in sweeps:
+        alg = inspect.getclosurevars(sw.fn).nonlocals["alg"]
+        assert alg.step_unit == sw.tags["step_unit"]
+        assert type(alg).__name__ == ("BestOfM" if sw.tags["algorithm"] == "alg1" else "PolicyGradient")
+    assert [sw.part for sw in exp.sweeps(exp.resolve({"step_units": "token"}))] == ["alg1_token", "pg_token"]
+    with pytest.raises(ValueError, match="step_units"):
+        exp.resolve({"step_units": "sequence"})
 
 
 def lq_synthetic(config: dict, law, *, censor=None, seeds: int = 16, seed: int = 0) -> Table:
-    """A results table of ``lq-governs`` with queries drawn from ``law(variant, profile,
-    α_low, floor)`` times log-normal noise (σ = 0.2); ``censor(variant,
-    profile, α_low)`` gives the fraction of runs censored, at the largest draw of the
-    point (a budget no run reached)."""
+    """A results table of ``lq-governs`` under both readings of the step, with queries
+    drawn from ``law(variant, profile, α_low, floor, unit)`` times log-normal noise
+    (σ = 0.2); ``censor(variant, profile, α_low, unit)`` gives the fraction of runs
+    censored, at the largest draw of the point (a budget no run reached)."""
     rng = np.random.default_rng(seed)
     counts = lq_governs.profile_counts(config)
-    cols = {k: [] for k in ("part", "full", "log10_alpha", "n_low", "log_lq", "log_queries", "hit")}
-    for v in lq_governs.VARIANTS:
-        for p in lq_governs.PROFILES:
-            for a in config["pg_log10_alphas" if v == "pg" else "log10_alphas"]:
-                q = law(v, p, a, lq_governs._floor(config, p, a)) * np.exp(rng.normal(0.0, 0.2, seeds))
-                cens = np.arange(seeds) < round(seeds * (censor(v, p, a) if censor else 0.0))
-                q[cens] = q.max()
-                cols["part"] += ["pg" if v == "pg" else "alg1"] * seeds
-                cols["full"] += [int(v == "alg1_full")] * seeds
-                cols["log10_alpha"] += [a] * seeds
-                cols["n_low"] += [counts[p]] * seeds
-                cols["log_lq"] += [a * math.log(10) if p == "wide" else math.log(config["alpha_high"])] * seeds
-                cols["log_queries"] += np.log(q).tolist()
-                cols["hit"] += (~cens).tolist()
+    cols = {k: [] for k in ("part", "algorithm", "step_unit", "full", "log10_alpha", "n_low", "log_lq", "log_queries",
+                            "hit")}
+    for u in ("response", "token"):
+        for v in lq_governs.VARIANTS:
+            for p in lq_governs.PROFILES:
+                for a in config["pg_log10_alphas" if v == "pg" else "log10_alphas"]:
+                    q = law(v, p, a, lq_governs._floor(config, p, a), u) * np.exp(rng.normal(0.0, 0.2, seeds))
+                    cens = np.arange(seeds) < round(seeds * (censor(v, p, a, u) if censor else 0.0))
+                    q[cens] = q.max()
+                    alg = "pg" if v == "pg" else "alg1"
+                    cols["part"] += [alg if u == "response" else f"{alg}_token"] * seeds
+                    cols["algorithm"] += [alg] * seeds
+                    cols["step_unit"] += [u] * seeds
+                    cols["full"] += [int(v == "alg1_full")] * seeds
+                    cols["log10_alpha"] += [a] * seeds
+                    cols["n_low"] += [counts[p]] * seeds
+                    cols["log_lq"] += [a * math.log(10) if p == "wide" else math.log(config["alpha_high"])] * seeds
+                    cols["log_queries"] += np.log(q).tolist()
+                    cols["hit"] += (~cens).tolist()
     return Table({k: np.asarray(v) for k, v in cols.items()})
 
 
@@ -313,34 +392,71 @@ def lq_small_config() -> dict:
 
 
 def test_lq_governs_acceptance_can_fail():
-    """The acceptance tests of ``lq-governs`` on synthetic tables: a law that follows the
-    claims passes every record; a learner whose mean undercuts the floor, a narrow profile
-    that grows with 1/α_low, a wide profile that does not grow with 1/Q, and a slope left
-    with two estimable points each fail their record."""
+    """The acceptance tests of ``lq-governs`` on synthetic tables with both readings of the
+    step: a law that follows the claims passes every record and both claims; a learner
+    whose mean undercuts the floor, a narrow profile that grows with 1/α_low, a wide
+    profile that does not grow with 1/Q, and a slope left with two estimable points each
+    fail their record; a failure under one reading leaves the other reading's records
+    ``conditional`` on it and the claims resting on them conditional, the others confirmed."""
     exp, config = get("lq-governs"), lq_small_config()
+    assert config["step_units"] == ["response", "token"]
 
-    def claims(v, p, a, floor, above=5.0):
+    def claims(v, p, a, floor, u, above=5.0):
         return above * floor * (10.0 ** -a / 100 if (v, p) == ("alg1_full", "narrow") else 1.0)
 
     def summary(law, censor=None):
-        return exp.summarise(lq_synthetic(config, law, censor=censor), {**config, "seeds": 16})
+        s = exp.summarise(lq_synthetic(config, law, censor=censor), {**config, "seeds": 16})
+        assert s["verdict"] == lq_expected_verdicts(s["slopes"], ["response", "token"])
+        return s
 
     ok = summary(claims)
     assert all(rec["verdict"] == "confirmed" for rec in ok["slopes"].values()), \
         {k: r["verdict"] for k, r in ok["slopes"].items()}
-    assert all(ok["verdict"].values())
-    below = summary(lambda v, p, a, f: claims(v, p, a, f, 0.3 if v == "pg" else 5.0))
-    assert below["slopes"]["pg_mean_over_floor"]["verdict"] == "not confirmed"
-    assert below["slopes"]["alg1_mean_over_floor"]["verdict"] == "confirmed"
-    assert not below["verdict"]["no_learner_below_lq_floor"]
-    steep = summary(lambda v, p, a, f: 10.0 ** -a if p == "narrow" else 5 * f)
+    assert all(v is True for k, v in ok["verdict"].items() if k not in ("C4", "C6"))
+    assert ok["verdict"]["C4"] == ok["verdict"]["C6"] == "confirmed"
+    assert len(ok["slopes"]) == 18 and {r["reading"] for r in ok["slopes"].values()} == {"response", "token"}
+    below = summary(lambda v, p, a, f, u: claims(v, p, a, f, u, 0.3 if v == "pg" else 5.0))
+    for u in ("response", "token"):
+        assert below["slopes"][lq_name("pg", u, "mean_over_floor")]["verdict"] == "not confirmed"
+        assert below["slopes"][lq_name("alg1", u, "mean_over_floor")]["verdict"] == "confirmed"
+        assert not below["verdict"][f"no_learner_below_lq_floor under {READING[u]}"]
+    assert below["verdict"]["C6"] == "not confirmed" and below["verdict"]["C4"] == "confirmed"
+    steep = summary(lambda v, p, a, f, u: 10.0 ** -a if p == "narrow" else 5 * f)
     assert steep["slopes"]["alg1_narrow"]["verdict"] == "not confirmed"
-    assert not steep["verdict"]["narrow_flat_for_alg1_and_pg"]
-    flat = summary(lambda v, p, a, f: 1e3 * 10.0 ** (-a / 3) if p == "wide" else 5 * f)
-    assert flat["slopes"]["alg1_wide"]["verdict"] == "not confirmed" and not flat["verdict"]["wide_slopes_near_1"]
-    two = summary(claims, censor=lambda v, p, a: 0.75 if (v, p, a) == ("pg", "wide", -4) else 0.0)
+    assert not steep["verdict"]["narrow_flat_for_alg1_and_pg under the response-level step"]
+    assert steep["verdict"]["C4"] == "not confirmed" and steep["verdict"]["C6"] == "confirmed"
+    flat = summary(lambda v, p, a, f, u: 1e3 * 10.0 ** (-a / 3) if p == "wide" else 5 * f)
+    assert flat["slopes"]["alg1_wide"]["verdict"] == "not confirmed"
+    assert not flat["verdict"]["wide_slopes_near_1 under the response-level step"]
+    assert flat["verdict"]["C4"] == flat["verdict"]["C6"] == "not confirmed"
+    # one reading fails: the narrow profile grows under the per-token step only
+    token_steep = summary(lambda v, p, a, f, u: 10.0 ** -a if (p, u) == ("narrow", "token") else claims(v, p, a, f, u))
+    assert token_steep["slopes"]["alg1_token_narrow"]["verdict"] == "not confirmed"
+    assert token_steep["slopes"]["alg1_narrow"]["verdict"] == "conditional (on the response-level step)"
+    assert token_steep["slopes"]["alg1_wide"]["verdict"] == "confirmed"
+    assert token_steep["verdict"]["C4"] == "conditional (on the response-level step)"
+    assert token_steep["verdict"]["C4 under the response-level step"]
+    assert not token_steep["verdict"]["C4 under the per-token step"]
+    assert token_steep["verdict"]["C6"] == "confirmed"
+    # the floor fails under the response-level step only
+    resp_below = summary(lambda v, p, a, f, u: claims(v, p, a, f, u, 0.3 if u == "response" else 5.0))
+    assert resp_below["slopes"]["alg1_token_mean_over_floor"]["verdict"] == "conditional (on the per-token step)"
+    assert resp_below["verdict"]["C6"] == "conditional (on the per-token step)"
+    assert resp_below["verdict"]["C4"] == "confirmed"
+    # two estimable points are not a test, also when a verdict is recomputed from the record
+    two = summary(claims, censor=lambda v, p, a, u: 0.75 if (v, p, a, u) == ("pg", "wide", -4, "response") else 0.0)
     assert two["slopes"]["pg_wide"]["n_points"] == 2 and two["slopes"]["pg_wide"]["verdict"] == "not confirmed"
+    assert verdict(two["slopes"]["pg_wide"]) == "not confirmed"
+    assert two["slopes"]["pg_token_wide"]["verdict"] == "conditional (on the per-token step)"
     assert two["slopes"]["alg1_wide"]["verdict"] == "confirmed"
+    assert two["verdict"]["C4"] == two["verdict"]["C6"] == "conditional (on the per-token step)"
+    # the text and the REPORT rows name the reading each verdict assumes
+    text = exp.text({**two, "timing": {}})
+    assert "under the per-token step: wide slopes ~1: yes" in text
+    assert "under the response-level step: wide slopes ~1: NO" in text
+    assert "claims: C4: conditional (on the per-token step); C6: conditional (on the per-token step)" in text
+    table = "\n".join(report._md_table(report.slope_rows("lq-governs", two)))
+    assert "| `pg_token_wide` (the per-token step) |" in table and "| `pg_wide` (the response-level step) |" in table
 
 
 def test_lq_floor_test_compares_means():

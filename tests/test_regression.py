@@ -3,7 +3,7 @@ ones pinned in ``tests/fixtures/regression/`` (the code before the redesign into
 strategy objects and experiment specs computed them), up to float32 rounding.
 
 ``barrier`` and ``figure2`` run at their defaults (seconds each), ``scaling-n`` at a small
-size (``SMALL``); ``scaling-n`` at its defaults (about 5 minutes on 2 CPU cores) and at
+size (``SMALL``); ``scaling-n`` at its defaults (about 7 minutes on 2 CPU cores) and at
 its ``quick`` profile only with ``LPG_SLOW=1``. What is compared: every number, list and
 flag of the summary; not the timing (machine-dependent) and not keys the fixture does
 not have. The default ``barrier`` run also carries the main job's per-centre acceptance
@@ -20,8 +20,10 @@ from lpg.experiments import get
 
 FIXTURES = Path(__file__).parent / "fixtures" / "regression"
 RTOL = 1e-5
-SMALL = (4, {"ks": "4", "Ns": "1,4,16", "eps": "0.1", "max_steps": "2000", "n_boot": "200"})
-"""``scaling-n`` in CI: 4 seeds, k = 4, N = 1, 4, 16 (fixture ``scaling-n-small.json``)."""
+SMALL = (4, {"ks": "4", "Ns": "1,4,16", "eps": "0.1", "max_steps": "2000", "n_boot": "200", "prm_step_units": "token",
+             "prm_extra_Ns": ""})
+"""``scaling-n`` in CI: 4 seeds, k = 4, N = 1, 4, 16, Algorithm 2 under its per-token reading
+(fixture ``scaling-n-small.json``)."""
 SLOW = pytest.mark.skipif(os.environ.get("LPG_SLOW") != "1", reason="slow: set LPG_SLOW=1")
 CASES = [("barrier", "default"), ("figure2", "default"), ("scaling-n", "small"),
          pytest.param("scaling-n", "quick", marks=SLOW), pytest.param("scaling-n", "default", marks=SLOW)]

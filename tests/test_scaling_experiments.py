@@ -13,6 +13,7 @@ import pytest
 import lpg
 import lpg.results
 from lpg import cli, report, spec
+from lpg.algorithms.base import READINGS
 from lpg.analysis import verdict
 from lpg.experiments import available, get, scaling_family, scaling_n
 from lpg.problem import base_quantiles, planted_problem
@@ -83,6 +84,19 @@ def test_pretrained_base_has_the_same_token_likelihood_at_every_position():
     assert np.all(tl[:, 0] > math.log(1 / 4))  # pre-training helped every context
 
 
+def test_algorithm_2_runs_the_extra_N_where_c9s_regime_is_short():
+    """C9's regime N·min(1/Q^TL, k) ≥ 1/ε with the uniform base's Q^TL = 1/k: at k = 4 and
+    ε = 0.1 it is N ≥ 2.5, so N = 1..5 hold 3 of it (extras added) and 1, 3..6 hold 4."""
+    config = get("scaling-n").resolve({"bases": "uniform", "eps": "0.1", "Ns": "1,2,3,4,5", "prm_extra_Ns": "7,6"})
+    task = lpg.make_planted(jax.random.PRNGKey(config["task_seed"]), k=4, N=8, gamma=config["gamma"])
+    w = planted_problem(task, key=jax.random.PRNGKey(0)).base_weights()  # the uniform base (only its shape is used)
+    assert scaling_n.c9_m0(config, 4, w) == pytest.approx(4.0)
+    assert scaling_n.prm_Ns(config, 4, w) == [1, 2, 3, 4, 5, 6, 7]
+    assert scaling_n.prm_Ns({**config, "Ns": [1, 3, 4, 5, 6]}, 4, w) == [1, 3, 4, 5, 6]
+    assert scaling_n.prm_Ns({**config, "prm_extra_Ns": []}, 4, w) == [1, 2, 3, 4, 5]
+    assert scaling_n.prm_Ns({**config, "eps": 0.2}, 4, w) == [1, 2, 3, 4, 5]  # N ≥ 1.25: four of them
+
+
 def test_pad_of_buckets():
     assert [scaling_n.pad_of(n) for n in (1, 8, 9, 32, 33, 128, 129)] == [8, 8, 32, 32, 128, 128, 512]
 
@@ -97,6 +111,7 @@ def test_pad_of_buckets():
     ("scaling-n", "gamma", "1.5"), ("scaling-alpha", "orm_alphas", "0.1,2.0"), ("scaling-alpha", "n_contexts", "99"),
     ("scaling-eps", "alpha", "1.0"), ("scaling-eps", "pg_check_every", "7"), ("scaling-gamma", "Ss", "1,2"),
     ("scaling-n", "orm_step_units", "response,position"), ("scaling-n", "orm_token_Ns", "4,5"),
+    ("scaling-n", "prm_step_units", "token,walk"), ("scaling-n", "prm_extra_Ns", "0,80"),
     ("scaling-alpha", "step_units", "sequence"),
     ("scaling-gamma", "step_units", "tokens"), ("scaling-gamma", "token_Ss", "2,3"),
     ("report", "profile", "fast"), ("report", "only", ["no-such-experiment"]), ("report", "skip", ["nosuch"]),
@@ -116,41 +131,49 @@ def test_bad_settings_raise_before_compiling(name, key, value):
 
 
 def test_scaling_n_tiny(tmp_path):
+    # Algorithm 2 under both readings of the step, Algorithm 1 under the paper's (its per-token
+    # reading runs end to end in test_regression's small case, the verdicts per reading below)
     summary, table, _ = run_tiny("scaling-n", tmp_path, 2, ks=4, Ns="1,3,4,5,6", eps=0.1, max_steps=400,
-                                 check_every=5, n_boot=50, pretrain_steps=5)
+                                 check_every=5, n_boot=50, pretrain_steps=5, orm_step_units="response",
+                                 prm_extra_Ns="")
     series = [f"{b}_k4" for b in ("uniform", "pretrained")]
-    assert set(summary["slopes"]) == {f"{a}_{s}{t}" for s in series for a, t in (("orm", ""), ("orm_token", ""),
-                                                                                 ("prm", ""), ("prm", "_curvature"),
-                                                                                 ("prm", "_all_N"))}
-    # Algorithm 1 under both readings of the step, each record naming its own; C5's checks
-    assert {rec["reading"] for name, rec in summary["slopes"].items() if name.startswith("orm_token")} == {"token"}
-    assert {summary["slopes"][f"orm_{s}"]["reading"] for s in series} == {"response"}
-    assert list(summary["verdict"]) == ["C5 under the response-level step", "C5 under the per-token step", "C5"]
-    # C9's regime: N·min(1/Q^TL, k) ≥ 1/ε, i.e. N·4 ≥ 10 for the uniform base
-    assert summary["slopes"]["prm_uniform_k4"]["regime"] == [3.0, 6.0]
-    assert summary["slopes"]["prm_uniform_k4_all_N"]["regime"][0] == 1.0
-    # C9's test on those four N: the bound is the share of N·ln(N/δ) there plus 0.1
-    c9 = summary["slopes"]["prm_uniform_k4_curvature"]
-    Ns = np.array([3.0, 4.0, 5.0, 6.0])
-    c2, c1, _ = np.polyfit(Ns, Ns * np.log(Ns / 0.1), 2)
-    assert c9["s_log"] == pytest.approx(c2 * 9 / (c1 + c2 * 9))
-    assert c9["accept"][1] == pytest.approx(c9["s_log"] + 0.1) and c9["accept_ci"]
-    assert c9["n_points"] == 4 and c9["verdict"] in ("confirmed", "not confirmed") and c9["claim"] == "C9"
-    assert c9["verdict"] == verdict({**c9, "verdict": None})
-    assert "accept" not in summary["slopes"]["prm_uniform_k4"]  # the log-log slope is reported only
+    assert set(summary["slopes"]) == {f"{a}_{s}{t}" for s in series for a, t in (
+        ("orm", ""), *((p, row) for p in ("prm", "prm_response") for row in ("", "_curvature", "_all_N")))}
+    # each record names its reading: Algorithm 2's own (per token) keeps the plain names
+    for s in series:
+        for row in ("", "_curvature", "_all_N"):
+            assert summary["slopes"][f"prm_{s}{row}"]["reading"] == "token"
+            assert summary["slopes"][f"prm_response_{s}{row}"]["reading"] == "response"
+            assert summary["slopes"][f"prm_response_{s}{row}"]["note"].endswith("; the response-level step")
+    assert list(summary["verdict"]) == ["C5 under the response-level step", "C5", "C9 under the response-level step",
+                                        "C9 under the per-token step", "C9"]
+    for unit, name in (("token", "prm_uniform_k4"), ("response", "prm_response_uniform_k4")):
+        # C9's regime: N·min(1/Q^TL, k) ≥ 1/ε, i.e. N·4 ≥ 10 for the uniform base
+        assert summary["slopes"][name]["regime"] == [3.0, 6.0]
+        assert summary["slopes"][f"{name}_all_N"]["regime"][0] == 1.0
+        # C9's test on those four N: the bound is the share of N·ln(N/δ) there plus 0.1
+        c9 = summary["slopes"][f"{name}_curvature"]
+        Ns = np.array([3.0, 4.0, 5.0, 6.0])
+        c2, c1, _ = np.polyfit(Ns, Ns * np.log(Ns / 0.1), 2)
+        assert c9["s_log"] == pytest.approx(c2 * 9 / (c1 + c2 * 9))
+        assert c9["accept"][1] == pytest.approx(c9["s_log"] + 0.1) and c9["accept_ci"]
+        assert c9["n_points"] == 4 and c9["claim"] == "C9"
+        assert c9["verdict"] in ("confirmed", "not confirmed", f"conditional (on {READINGS[unit]})")
+        assert c9["verdict"] == verdict({**c9, "verdict": None})
+        assert "accept" not in summary["slopes"][name]  # the log-log slope is reported only
+        assert f"{name}_curvature: C9's curvature share" in get("scaling-n").text(summary)
     # from the (5-step) pre-trained base fewer N qualify: no fit on under four, no fallback
     m0 = 1.0 / summary["bases"]["pretrained_k4"]["Q_TL_q0"][0]
     qualify = [n for n in (1, 3, 4, 5, 6) if n * m0 >= 10]
-    pre = summary["slopes"]["prm_pretrained_k4_curvature"]
-    assert 1 <= len(qualify) < 4 and pre["n_points"] == len(qualify) and pre["verdict"] == "not estimable"
-    assert summary["slopes"]["prm_pretrained_k4"]["regime"][0] == qualify[0]
-    assert "prm_uniform_k4_curvature: C9's curvature share" in get("scaling-n").text(summary)
-    # one row per run: seeds x bases x N (5 for each algorithm, and for the per-token reading of
-    # Algorithm 1 the two of orm_token_Ns, 1 and 4)
-    assert table["hit"].shape == (2 * 2 * (5 + 2 + 5),)
-    orm_token = (table["alg"] == "orm") & (table["step_unit"] == "token")
-    assert sorted(set(table["N"][orm_token].tolist())) == [1, 4]
-    assert set(table["step_unit"][table["alg"] == "prm"].tolist()) == {"token"}  # prm_step_unit
+    for name in ("prm_pretrained_k4", "prm_response_pretrained_k4"):
+        pre = summary["slopes"][f"{name}_curvature"]
+        assert 1 <= len(qualify) < 4 and pre["n_points"] == len(qualify) and pre["verdict"] == "not estimable"
+        assert summary["slopes"][name]["regime"][0] == qualify[0]
+    assert summary["verdict"]["C9"] == "not confirmed"  # a series not estimable under each reading
+    # one row per run: seeds x bases x N (5 for each algorithm and reading)
+    assert table["hit"].shape == (2 * 2 * 5 * 3,)
+    assert set(table["step_unit"][table["alg"] == "orm"].tolist()) == {"response"}
+    assert sorted(set(table["step_unit"][table["alg"] == "prm"].tolist())) == ["response", "token"]
     uni = (table["base"] == 0)
     # m of the uniform base: k^N for Alg. 1, k·⌈ln(N/δ)⌉ per position for Alg. 2 (in log space)
     orm = uni & (table["alg"] == "orm")
@@ -160,6 +183,43 @@ def test_scaling_n_tiny(tmp_path):
     np.testing.assert_allclose(table["log_m"][prm], want, rtol=1e-5)
     assert summary["slopes"]["orm_uniform_k4"]["claim"] == "C5"
     assert summary["slopes"]["prm_uniform_k4"]["claim"] == "C9"
+
+
+def _scaling_n_table(shapes: dict, Ns, k: int = 4, seeds: int = 16):
+    """A ``scaling-n`` results table from the uniform base at ``k`` whose queries are
+    ``shape(N)`` (±1% noise) for each ``(alg, step unit)`` of ``shapes``."""
+    rng, rows = np.random.default_rng(0), []
+    for (alg, unit), shape in shapes.items():
+        for N in Ns:
+            for seed in range(seeds):
+                rows.append({"alg": alg, "step_unit": unit, "k": k, "base": 0, "N": N, "seed": seed, "hit": True,
+                             "log_queries": math.log(shape(N)) + rng.normal(0, 0.01),
+                             "log_q0": -N * math.log(k), "log_q0_tl": -math.log(k)})
+    return lpg.results.Table({key: np.asarray([r[key] for r in rows]) for key in rows[0]})
+
+
+def test_scaling_n_gives_c5_and_c9_a_verdict_per_reading():
+    """C9 confirmed under the per-token step only (affine there, quadratic under the
+    response-level step) is conditional on it; C5 under both readings is confirmed."""
+    exp, Ns = get("scaling-n"), [1, 2, 4, 8, 16, 32, 64, 80, 96, 112, 128]
+    config = exp.resolve({"ks": "4", "bases": "uniform", "Ns": ",".join(map(str, Ns)), "n_boot": "300"})
+    orm = lambda n: 100 * 4.0**n  # noqa: E731  (ln Q = N ln k)
+    shapes = {("orm", "response"): orm, ("orm", "token"): orm, ("prm", "token"): lambda n: 7000 + 1300 * n,
+              ("prm", "response"): lambda n: 7000 + 1300 * n + 1300 / 256 * n**2}
+    summary = scaling_n.summary_of(_scaling_n_table(shapes, Ns), config)
+    slopes, checks = summary["slopes"], summary["verdict"]
+    assert slopes["prm_uniform_k4_curvature"]["verdict"] == "conditional (on the per-token step)"
+    assert slopes["prm_response_uniform_k4_curvature"]["verdict"] == "not confirmed"
+    assert slopes["orm_uniform_k4"]["verdict"] == slopes["orm_token_uniform_k4"]["verdict"] == "confirmed"
+    assert checks == {"C5 under the response-level step": True, "C5 under the per-token step": True, "C5": "confirmed",
+                      "C9 under the response-level step": False, "C9 under the per-token step": True,
+                      "C9": "conditional (on the per-token step)"}
+    text = exp.text(summary)
+    assert "C9: conditional (on the per-token step)" in text
+    assert "prm_response_uniform_k4_curvature: C9's curvature share" in text and "the response-level step: not" in text
+    shapes[("prm", "response")] = shapes[("prm", "token")]
+    checks = scaling_n.summary_of(_scaling_n_table(shapes, Ns), config)["verdict"]
+    assert checks["C9"] == "confirmed" and checks["C9 under the response-level step"]
 
 
 def test_scaling_alpha_tiny_keeps_censored_runs(tmp_path):

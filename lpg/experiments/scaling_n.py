@@ -7,8 +7,8 @@ context (:func:`lpg.hitting.likelihood_at_least`), for
 * Algorithm 1 (:class:`lpg.BestOfM`, outcome reward), ``m = min(⌈1/Q_{q0}(ε)⌉, k^N)``
   (``log m = N log k`` for the uniform base: ``32^128`` is carried in log space by the
   exact event path);
-* Algorithm 2 (:class:`lpg.TokenBestOfM`, process reward, one adaptive step per
-  verified token), ``m = min(⌈1/Q^TL_{q0}(ε)⌉, k)·⌈ln(N/δ)⌉`` draws per position;
+* Algorithm 2 (:class:`lpg.TokenBestOfM`, process reward),
+  ``m = min(⌈1/Q^TL_{q0}(ε)⌉, k)·⌈ln(N/δ)⌉`` draws per position;
 
 for ``N`` from 1 to 128 at ``k = 4`` and ``k = 32``, from two base models: the uniform
 policy (``α = Q_{q0}(ε) = k^-N``, ``Q^TL = 1/k``) and a supervised pre-trained one.
@@ -19,19 +19,24 @@ straight line in ``N`` of slope ``ln k`` (acceptance: within 15%). C9:
 ``Õ`` hides (acceptance below). The lower bound C6 (any ORM method needs
 ``Ω̃(1/(Q_{q0}(ε)γ²))`` queries) is drawn, without a fitted constant, under the ORM series.
 
-Two readings of Algorithm 1's adaptive step (``orm_step_units``, PAPER.md §3 leaves open
-which gradient it follows): ``response`` (the paper's, the default's first), one step on
-the accepted response's gradient, and ``token``, one adaptive step per token of it in
-order (:class:`lpg.BestOfM`'s ``step_unit``). C5's test is the same for both, and each
-slope record names its reading (``reading``; ``orm_token_*`` for the second); a series
-confirmed under one reading only is ``conditional (on …)`` it
-(:func:`lpg.analysis.mark_conditional`), and ``summary.verdict`` states C5 under each
-reading and overall (``confirmed`` when both pass). The per-token reading costs more per
-iteration (``N`` sequential steps), so it runs at the ``N`` of ``Ns`` also in
-``orm_token_Ns`` (default: the powers of two, not 80, 96, 112, which are there for C9's
-regime): in the regimes of the four series (``k = 4``, uniform base: ``N ≥ 5``; ``k = 32``,
-uniform: ``N ≥ 2``; pre-trained: ``N ≥ 16`` and ``N ≥ 4`` at the defaults) that leaves 5, 7,
-4 and 6 points. Algorithm 2 runs under ``prm_step_unit``.
+Two readings of the adaptive step, for both algorithms (``orm_step_units``,
+``prm_step_units``; PAPER.md §3 leaves open which gradient it follows): ``response`` (the
+paper's, the defaults' first), one step on the accepted response's gradient (Algorithm 2:
+on the summed gradient of its verified prefix), and ``token``, one adaptive step per
+(verified) token in order (``step_unit`` of :class:`lpg.BestOfM` and
+:class:`lpg.TokenBestOfM`). Each claim's test is the same under both, and each record
+names its reading (``reading``); a series keeps its plain name under its algorithm's own
+default reading (:data:`DEFAULT_UNIT`: Algorithm 1 per response, Algorithm 2 per token)
+and is ``orm_token_*`` / ``prm_response_*`` under the other. A series confirmed under one
+reading only is ``conditional (on …)`` it (:func:`lpg.analysis.mark_conditional`), and
+``summary.verdict`` states C5 and C9 under each reading and overall
+(:func:`lpg.analysis.claim_under_readings`: ``confirmed`` when both pass, ``conditional
+(on …)`` when one does). Algorithm 1's per-token reading costs more per iteration (``N``
+sequential steps), so it runs at the ``N`` of ``Ns`` also in ``orm_token_Ns`` (default:
+``N ≤ 32``): in C5's regimes of the four series (``k = 4``, uniform base: ``N ≥ 5``;
+``k = 32``, uniform: ``N ≥ 2``; pre-trained: ``N ≥ 16`` and ``N ≥ 4`` at the defaults)
+that leaves 5, 7, 4 and 6 points under the response-level reading and 3, 5, 2 and 4 under
+the per-token one.
 
 Why the planted task (:func:`lpg.make_planted`) and not the teacher: its margin is
 exactly ``γ`` at every ``N`` (the teacher's margin, and with it the ``1/γ²`` factor,
@@ -51,10 +56,13 @@ where C9's ``N``-term is at least its ``1/ε`` term, ``N·m0 ≥ 1/ε`` with
 ``m0 = min(1/Q^TL, k)`` of the base; there is no fallback: with fewer than 4 such ``N``
 (with a defined median) C9's test is ``not estimable`` for that series. At the defaults
 (``ε = 0.01``) that is ``N ≥ 25`` (``k = 4``) and ``N ≥ 3.2`` (``k = 32``) from the
-uniform base, ``N ≥ 1/(100·Q^TL)`` (about 57 and 13.5) from the pre-trained one; the
-default ``N`` include 80, 96 and 112 so that every series has at least 5 (``N`` = 1, 2,
-4, …, 64 and 128 alone give 3 and 2 at ``k = 4``). Below the regime the bound is flat in
-``N`` and a log-log slope measures the mix of the two terms, not the ``N``-exponent.
+uniform base, ``N ≥ 1/(100·Q^TL)`` (about 57 and 13.5) from the pre-trained one. This
+regime is known before any run (:func:`c9_m0`), so Algorithm 2 also runs at
+``prm_extra_Ns`` (80, 96, 112) at a ``k`` where it holds fewer than 4 of ``Ns``
+(:func:`prm_Ns`): at the defaults ``k = 4``, where the powers of two give 3 and 2 and
+the extras make 6 and 5; ``k = 32`` has 6 and 4 (``N`` = 4…128, 16…128) without them.
+Below the regime the bound is flat in ``N`` and a log-log slope measures the mix of the
+two terms, not the ``N``-exponent.
 
 C9's test (Algorithm 2), stated before the data of this version. Over the regime's
 ``N``, fit the Kaplan–Meier median queries by ``a + b·N + c·N²`` (least squares) and
@@ -67,7 +75,7 @@ when the linear term is negative, below 0 for concave growth; it does not depend
 regime counts as ``s = +∞``). The ``Õ``: Algorithm 2's ``m`` carries ``⌈ln(N/δ)⌉``; a
 cost that paid this factor in full, ``a + b·N·ln(N/δ)``, has a share ``s_log`` (the same
 fit on that exact curve at the regime's ``N``; it depends on the ``N`` and ``δ`` only:
-0.13–0.17 over the default regimes, 0.18–0.21 over the ``quick`` profile's). C9 is
+0.13–0.18 over the default regimes, 0.18–0.21 over the ``quick`` profile's). C9 is
 **confirmed** when the whole interval is at most ``s_log + 0.1``, **not confirmed**
 otherwise. The margin 0.1 is about what one further factor ``N^0.1`` adds (``N^1.1``
 alone has a share 0.10–0.13 over these regimes), while ``N^1.3`` lies 0.17–0.22 above
@@ -87,16 +95,16 @@ Algorithm 2, what was decided and why (PAPER.md marks it reconstructed).
   ``N``; positions beyond the first few are then learnt only through the on-policy
   sample, and the measured log-log slope was 0.17–0.36. With the factor, a walk reaches
   the end with probability ``≥ 1 − δ``.
-* One adaptive step per verified token, in order (``step_unit="token"``,
-  :func:`lpg.algorithms.best_of_m.token_steps`), the process reward's unit. With one
-  step on the summed prefix gradient (``"response"``), whose norm grows like ``N`` on a
-  task whose positions share weights, each early update moves ``w`` by ``~1/N``, the
-  number of failed iterations grows like ``N``, and the measured cost turns
-  super-linear (log-log slope 1.08 at ``k = 4``, 1.44 at ``k = 32``) — against the
-  bound, whose ``1/(γ²ε)`` term has no ``N``. Summing the ``L`` token steps at the
-  iteration's weights instead of taking them in order is unstable: on this task it
-  moves ``w`` ``L`` times as far as one step, and at ``N = 512`` one walk solved a
-  context outright.
+* The step: both readings run (``prm_step_units``). Per verified token, in order
+  (``step_unit="token"``, :func:`lpg.algorithms.best_of_m.token_steps`, the process
+  reward's unit and :class:`lpg.TokenBestOfM`'s default), or one step on the summed
+  prefix gradient (``"response"``, the paper's reading of the step elsewhere), whose norm
+  grows like ``N`` on a task whose positions share weights: each early update moves ``w``
+  by ``~1/N``, the number of failed iterations grows with ``N``, and the cost can turn
+  super-linear — against the bound, whose ``1/(γ²ε)`` term has no ``N``. C9 under each
+  reading is in ``summary.verdict``. Summing the ``L`` token steps at the iteration's
+  weights instead of taking them in order is unstable: on this task it moves ``w`` ``L``
+  times as far as one step, and at ``N = 512`` one walk solved a context outright.
 
 What Algorithm 2 is expected to show (C9's form). Its cost is ``a + b·N``
 (``summary.json``: ``prm_affine_fit``, bootstrap intervals): ``a`` the on-policy checks
@@ -106,10 +114,30 @@ the same for both ``k`` and both bases). The contrast the claim is about: the PR
 grows linearly in ``N``, the ORM's as ``k^N`` (``32^128 ≈ 10^193``). The numbers of a run
 are in its ``summary.json`` and printed table, not here.
 
-CPU default: 2 ``k`` × 11 ``N`` × 2 bases × 2 algorithms × 16 seeds, plus Algorithm 1's per-token
-reading at 8 ``N``; a few minutes.
+CPU default: 2 ``k`` × 2 bases × 16 seeds; Algorithm 1 at the 8 ``N`` of ``Ns`` (per response)
+and at ``N ≤ 32`` (per token); Algorithm 2 under both readings at the 8 ``N``, and at 11 at
+``k = 4`` (``prm_extra_Ns``). About 7 minutes on 2 CPU cores shared with other jobs
+(2026-12-01: 428 s wall, 377 s CPU, load average 4.6–8.8). What was cut to make room for
+C9's second reading (the previous default, 11 ``N`` for every series and the per-token
+Algorithm 1 at 8, spent about 460 s CPU in its sweeps alone without it), and why the tests
+keep their power:
+
+* Algorithm 1 runs at neither 80, 96, 112 (there for C9's regime only) nor, per token, at
+  64 and 128 (the most costly runs: ``N`` sequential steps at the padded length 128). C5's
+  slopes had 95% intervals of at most ±0.0008 against a ±15% band (±0.08 to ±0.5); with
+  2–7 points per series they are within ±0.004 (the ``orm_token_*`` rows, ±0.0004 per
+  response).
+* Algorithm 2 runs at 80, 96, 112 only where C9's regime needs them (``k = 4``, rule above).
+  At ``k = 32`` the regimes keep 6 and 4 points over a span of 32 and 8 in ``N``, and
+  ``N^1.3`` lies 0.19 and 0.18 above ``s_log`` there (0.18 with the extras): super-linear
+  growth still fails whatever the noise, and the measured intervals of the per-token
+  series kept their widths (0.21 and 0.29, before 0.20 and 0.28; upper ends 0.111 and
+  0.151 against bounds 0.28 and 0.26).
+* The seeds stay 16: C9's intervals need them (``k = 4``, uniform base, per token: upper
+  end 0.231 against a bound 0.241).
+
 GPU: the ``gpu`` profile, ``--seeds 64 --set Ns=1,2,4,8,16,32,64,128,256,512 max_steps=40000`` and the
-same ``orm_token_Ns``.
+same ``orm_token_Ns`` (every series has at least 4 ``N`` in C9's regime, so no extras).
 """
 
 from __future__ import annotations
@@ -128,16 +156,19 @@ from lpg.analysis import (affine_fit, checks_line, claim_under_readings, curvatu
                           curvature_share, fit_record, fmt_slope, mark_conditional, slopes_table, under_reading)
 from lpg.hitting import likelihood_at_least, run_until
 from lpg.problem import base_quantiles, planted_problem
-from lpg.spec import Choice, Choices, Experiment, Int, Ints, PER_POINT, Profile, Real, Sweep, common, divides
+from lpg.spec import Choices, Experiment, Int, Ints, PER_POINT, Profile, Real, Sweep, common, divides
 from lpg.theory import orm_log_m, prm_log_m
 
 LN10 = math.log(10.0)
 ALGS = ("orm", "prm")
 BASES = ("uniform", "pretrained")
 ALG_LABEL = {"orm": "Alg. 1 (ORM)", "prm": "Alg. 2 (PRM)"}
-TOKEN_NS = [1, 2, 4, 8, 16, 32, 64, 128]
-"""Algorithm 1's per-token reading at the default: the powers of two of ``Ns`` (not 80, 96,
-112, which are there for C9's regime)."""
+DEFAULT_NS = [1, 2, 4, 8, 16, 32, 64, 128]
+"""The default ``Ns``: the powers of two to 128."""
+TOKEN_NS = [1, 2, 4, 8, 16, 32]
+"""Algorithm 1's per-token reading at the default: ``N ≤ 32`` (module docstring, "CPU default")."""
+PRM_EXTRA_NS = [80, 96, 112]
+"""Algorithm 2's extra ``N`` where C9's regime needs them (:func:`prm_Ns`; at the defaults, ``k = 4``)."""
 STYLE = {
     ("orm", "uniform"): dict(color=plotting.COLORS["orm"], marker="o"),
     ("orm", "pretrained"): dict(color="#e08a3c", marker="s"),
@@ -167,15 +198,27 @@ def pretrained_base(config: dict, k: int):
 
 
 def step_units(config: dict, alg_name: str) -> list[str]:
-    """The readings of the adaptive step an algorithm runs under (the paper's first)."""
-    return list(config["orm_step_units"]) if alg_name == "orm" else [config["prm_step_unit"]]
+    """The readings of the adaptive step an algorithm runs under (the paper's first; results
+    of the previous version name Algorithm 2's one reading ``prm_step_unit``)."""
+    if alg_name == "orm":
+        return list(config["orm_step_units"])
+    return list(config.get("prm_step_units") or [config.get("prm_step_unit", "token")])
+
+
+DEFAULT_UNIT = {"orm": "response", "prm": "token"}
+"""Each algorithm's own default reading (:class:`lpg.BestOfM`, :class:`lpg.TokenBestOfM`):
+its series keep the plain names, the other reading's carry a tag (:func:`reading_tag`)."""
+
+
+def reading_tag(alg_name: str, unit: str) -> str:
+    """``""`` for an algorithm's own default reading, ``"_token"`` / ``"_response"`` for the other."""
+    return "" if unit == DEFAULT_UNIT[alg_name] else f"_{unit}"
 
 
 def series_name(alg_name: str, unit: str, base: str, k: int) -> str:
-    """A series' name in ``slopes``: Algorithm 1's per-token reading is ``orm_token_…``
-    (its response-level reading, the paper's, and Algorithm 2 keep their names)."""
-    tag = "_token" if alg_name == "orm" and unit == "token" else ""
-    return f"{alg_name}{tag}_{base}_k{k}"
+    """A series' name in ``slopes``: ``orm_token_…`` for Algorithm 1's per-token reading,
+    ``prm_response_…`` for Algorithm 2's response-level one (:data:`DEFAULT_UNIT`)."""
+    return f"{alg_name}{reading_tag(alg_name, unit)}_{base}_k{k}"
 
 
 def make_run(config: dict, alg_name: str, k: int, pad: int, w_pre, unit: str):
@@ -206,6 +249,28 @@ def token_Ns(config: dict) -> list[int]:
     return [N for N in config["Ns"] if N in config["orm_token_Ns"]]
 
 
+def c9_m0(config: dict, k: int, w0) -> float:
+    """``m0 = min(1/Q^TL_{q0}(ε), k)`` of the base ``w0`` at ``k``, known before any run: at
+    the largest of ``Ns`` (it is flat in ``N`` on the planted task; :func:`summary_of` takes
+    the median over the runs' ``N``)."""
+    N = max(config["Ns"])
+    task = lpg.make_planted(jax.random.PRNGKey(config["task_seed"]), k=k, N=pad_of(N), gamma=config["gamma"])
+    problem = planted_problem(task, key=jax.random.PRNGKey(0), base=w0, length=N)
+    return min(math.exp(-float(base_quantiles(problem, config["eps"])[1])), k)
+
+
+def prm_Ns(config: dict, k: int, w_pre) -> list[int]:
+    """Algorithm 2's ``N`` at ``k``: ``Ns``, and also ``prm_extra_Ns`` where C9's regime
+    (``N·m0 ≥ 1/ε``, :func:`c9_m0`) holds fewer than :data:`C9_MIN_POINTS` of ``Ns`` from
+    one of the bases (at the defaults: ``k = 4``, where it starts at ``N ≥ 25`` and ``≈ 57``)."""
+    if not config["prm_extra_Ns"]:
+        return list(config["Ns"])
+    bases = {"uniform": jnp.zeros_like(w_pre), "pretrained": w_pre}
+    short = any(sum(N * c9_m0(config, k, bases[b]) >= 1.0 / config["eps"] for N in config["Ns"]) < C9_MIN_POINTS
+                for b in config["bases"])
+    return sorted(set(config["Ns"]) | set(config["prm_extra_Ns"])) if short else list(config["Ns"])
+
+
 def _token_grid(c: dict):
     if "orm" in c["algs"] and "token" in c["orm_step_units"] and len(token_Ns(c)) < 2:
         return (f"orm_token_Ns must hold at least 2 of Ns={c['Ns']} for Algorithm 1's per-token reading, "
@@ -224,10 +289,13 @@ def _fmt(v) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}"
 
 
-def _select(table, alg, k, base, unit="response"):
-    """The runs of one series; ``unit`` picks Algorithm 1's reading of the step."""
+def _select(table, alg, k, base, unit=None):
+    """The runs of one series under the reading ``unit`` of the step (default: the
+    algorithm's own, :data:`DEFAULT_UNIT`; a table without a ``step_unit`` column holds
+    the response-level reading only, and then Algorithm 2's runs are taken as they are)."""
+    unit = unit or DEFAULT_UNIT[alg]
     sel = (table["alg"] == alg) & (table["k"] == k) & (table["base"] == BASES.index(base))
-    if alg == "orm":
+    if alg == "orm" or "step_unit" in table:
         sel &= under_reading(table, unit)
     return table.rows(sel)
 
@@ -272,12 +340,16 @@ def summary_of(table, config: dict) -> dict:
                     sel = _select(table, alg, k, base, unit)
                     if len(sel):
                         _series_records(slopes, affine, sel, alg, unit, base, k, Ns, log_q0, log_tl, rate, config)
-            pair = {READINGS[u]: slopes.get(series_name("orm", u, base, k)) for u in STEP_UNITS}
-            if all(pair.values()):
-                mark_conditional(pair)
-    c5 = {READINGS[u]: [rec for rec in slopes.values() if rec.get("claim") == "C5" and rec["reading"] == u]
-          for u in step_units(config, "orm")}
-    verdicts = claim_under_readings("C5", c5) if "orm" in config["algs"] else {}
+            for alg, row in (("orm", ""), ("prm", "_curvature")):  # C5's test, C9's test
+                pair = {READINGS[u]: slopes.get(series_name(alg, u, base, k) + row) for u in STEP_UNITS}
+                if all(pair.values()):
+                    mark_conditional(pair)
+    verdicts = {}
+    for claim, alg in (("C5", "orm"), ("C9", "prm")):
+        if alg in config["algs"]:
+            tests = {READINGS[u]: [rec for rec in slopes.values() if rec.get("claim") == claim
+                                   and rec.get("reading") == u and "accept" in rec] for u in step_units(config, alg)}
+            verdicts.update(claim_under_readings(claim, tests))
     return {
         "experiment": "scaling-n",
         "claims": ["C5", "C9"],
@@ -322,6 +394,7 @@ def _series_records(slopes, affine, sel, alg, unit, base, k, Ns, log_q0, log_tl,
         note="log-log slope over every N (reported: below the regime the 1/eps term dominates)")
     for row in ("", "_curvature", "_all_N"):
         slopes[name + row]["reading"] = unit
+        slopes[name + row]["note"] += f"; {READINGS[unit]}"
     fit = affine_fit(x, np.exp(lq.astype(np.float64)), cens, n_boot=config["n_boot"])
     affine[name] = {"intercept": fit["intercept"], "intercept_ci": fit["intercept_ci"],
                     "per_N": fit["per_x"], "per_N_ci": fit["per_x_ci"], "m0": m0,
@@ -349,11 +422,11 @@ def figure(table, config: dict, summary: dict, out_dir: Path) -> list[Path]:
                 st = STYLE[(alg, base)]
                 x = sel["N"].astype(float)
                 y = sel["log_queries"] / LN10
-                token = alg == "orm" and unit == "token"  # Algorithm 1's second reading: dash-dotted, no overlays
+                other = unit != DEFAULT_UNIT[alg]  # an algorithm's second reading: dash-dotted, no overlays
+                label = f"{ALG_LABEL[alg]}, {base} base" + (f", per-{unit} step" if other else "")
                 xs, med = plotting.scaling_series(ax, x, y, ~sel["hit"], color=st["color"], marker=st["marker"],
-                                                  label=f"{ALG_LABEL[alg]}, {base} base" + (", per-token step" * token),
-                                                  ls="-." if token else "-", jitter=0.8, log_x=False)
-                if token:
+                                                  label=label, ls="-." if other else "-", jitter=0.8, log_x=False)
+                if other:
                     continue
                 rec = summary["slopes"][series_name(alg, unit, base, k)]
                 if alg == "orm":
@@ -381,32 +454,38 @@ def figure(table, config: dict, summary: dict, out_dir: Path) -> list[Path]:
 
     # PRM on log-log axes: slope 1
     ax = axes[len(ks)]
+    units = step_units(config, "prm") if "prm" in config["algs"] else []
     for j, k in enumerate(ks):
-        for base in config["bases"]:
-            sel = _select(table, "prm", k, base)
+        for base, unit in [(b, u) for b in config["bases"] for u in units]:
+            sel = _select(table, "prm", k, base, unit)
             if not len(sel):
                 continue
-            st = STYLE[("prm", base)]
+            st, other, name = STYLE[("prm", base)], unit != DEFAULT_UNIT["prm"], series_name("prm", unit, base, k)
             x = sel["N"].astype(float)
             y = sel["log_queries"] / LN10
-            rec = summary["slopes"][f"prm_{base}_k{k}"]
-            c9 = summary["slopes"].get(f"prm_{base}_k{k}_curvature", {}).get("verdict", "n/a")  # older runs: none
-            xs, med = plotting.scaling_series(ax, x, y, ~sel["hit"], color=st["color"], marker="oDs^"[j % 4],
-                                              ls=["-", "--", "-.", ":"][j % 4], jitter=0.04,
-                                              label=f"{base} base, k={k}: slope {fmt_slope(rec)}; C9 {c9}")
-            fit = summary["prm_affine_fit"][f"prm_{base}_k{k}"]
-            ax.plot(xs, np.log10(fit["intercept"] + fit["per_N"] * np.asarray(xs)), color=st["color"],
-                    ls=(0, (1, 3)), lw=1.2)
+            rec = summary["slopes"][name]
+            c9 = summary["slopes"].get(f"{name}_curvature", {}).get("verdict", "n/a").split(" (on ")[0]  # older: none
+            xs, med = plotting.scaling_series(ax, x, y, ~sel["hit"], color=st["color"],
+                                              marker="v<ph"[j % 4] if other else "oDs^"[j % 4],
+                                              ls=(0, (3, 1, 1, 1)) if other else ["-", "--", "-.", ":"][j % 4],
+                                              jitter=0.04, label=f"{base}, k={k}, per {unit}: slope "
+                                                                 f"{fmt_slope(rec)}; C9 {c9}")
+            if not other:
+                fit = summary["prm_affine_fit"][name]
+                ax.plot(xs, np.log10(fit["intercept"] + fit["per_N"] * np.asarray(xs)), color=st["color"],
+                        ls=(0, (1, 3)), lw=1.2)
     ax.set_xscale("log", base=2)
     plotting.log10_axis(ax)
     ax.set_xlabel("response length N")
     ax.set_ylabel("reward queries (Alg. 2, PRM)")
     ax.set_title(f"({'abcd'[len(ks)]}) Alg. 2 (PRM) on log-log axes: queries ∝ N", fontsize=10)
     ax.legend(fontsize=7, frameon=False, loc="upper left",
-              title="slope where N·min(1/Q^TL, k) ≥ 1/ε [95% CI]\ndotted: a + b·N, C9's form, fitted",
+              title="slope where N·min(1/Q^TL, k) ≥ 1/ε [95% CI]; step per token or response\n"
+                    "dotted: a + b·N, C9's form, fitted (per token)",
               title_fontsize=7)
     lo, hi = ax.get_ylim()
-    ax.set_ylim(lo, hi + 0.45 * (hi - lo))  # room for the legend above the curves
+    room = 0.45 + 0.06 * len(ax.get_legend_handles_labels()[1])  # for the legend above the curves
+    ax.set_ylim(lo, hi + room * (hi - lo))
     ax.grid(alpha=0.25, which="both")
 
     # iterations
@@ -441,7 +520,9 @@ class ScalingN(Experiment):
     claims = ("C5", "C9")
     settings = {
         "ks": Ints([4, 32], "vocabulary sizes (one panel each)", low=2),
-        "Ns": Ints([1, 2, 4, 8, 16, 32, 64, 80, 96, 112, 128], "response lengths", low=1, min_len=2, increasing=True),
+        "Ns": Ints(DEFAULT_NS, "response lengths", low=1, min_len=2, increasing=True),
+        "prm_extra_Ns": Ints(PRM_EXTRA_NS, "Algorithm 2 also runs at these N at a k where C9's regime holds fewer than "
+                                           f"{C9_MIN_POINTS} of Ns", low=1, min_len=0, distinct=True),
         "algs": Choices(["orm", "prm"], "algorithms: orm (Algorithm 1), prm (Algorithm 2)", ALGS),
         "bases": Choices(["uniform", "pretrained"], "base models", BASES),
         **common(gamma=0.5, batch_size=4, max_steps=8000, check_every=5, task_seed=0, n_boot=2000),
@@ -449,8 +530,8 @@ class ScalingN(Experiment):
                     open_high=True),
         "delta": Real(0.1, "Algorithm 2's m carries the factor ceil(ln(N/delta))", low=0.0, high=1.0,
                       open_low=True, open_high=True),
-        "prm_step_unit": Choice("token", "Algorithm 2's adaptive step: per verified token, or per response",
-                                ("token", "response")),
+        "prm_step_units": Choices(["response", "token"], "Algorithm 2's readings of the adaptive step: per response "
+                                  "(the paper's), per verified token", ("response", "token")),
         "orm_step_units": Choices(["response", "token"], "Algorithm 1's readings of the adaptive step: per response "
                                   "(the paper's), per token of the accepted response", ("response", "token")),
         "orm_token_Ns": Ints(TOKEN_NS, "Algorithm 1's per-token reading runs at the N of Ns also in this list (it "
@@ -472,11 +553,14 @@ class ScalingN(Experiment):
         base_ids = [BASES.index(b) for b in config["bases"]]
         for k in config["ks"]:
             w_pre = pretrained_base(config, k)
+            grids = {"orm": config["Ns"], "orm_token": token_Ns(config)}
+            if "prm" in config["algs"]:
+                grids["prm"] = grids["prm_response"] = prm_Ns(config, k, w_pre)
             for alg_name in config["algs"]:
                 for unit in step_units(config, alg_name):
-                    tag = "_token" if alg_name == "orm" and unit == "token" else ""
+                    tag = reading_tag(alg_name, unit)
                     buckets: dict[int, list[int]] = {}
-                    for N in token_Ns(config) if tag else config["Ns"]:
+                    for N in grids[alg_name + tag]:
                         buckets.setdefault(pad_of(N), []).append(N)
                     for pad, Ns in buckets.items():
                         yield Sweep(f"{alg_name}{tag}_k{k}_pad{pad}", make_run(config, alg_name, k, pad, w_pre, unit),
@@ -495,7 +579,8 @@ class ScalingN(Experiment):
             if name.endswith("_curvature"):
                 lines.append(f"{name}: C9's curvature share {fmt_slope(rec)} over {rec['n_points']} N in "
                              f"{rec['regime']}, bound s_log + {rec['margin']:g} = {_fmt(rec['accept'][1])} "
-                             f"(s_log = {_fmt(rec['s_log'])}, the log factor's share): {rec['verdict']}")
+                             f"(s_log = {_fmt(rec['s_log'])}, the log factor's share), "
+                             f"{READINGS.get(rec.get('reading'), 'the per-token step')}: {rec['verdict']}")
         for name, fit in summary.get("prm_affine_fit", {}).items():
             lo, hi = fit["per_N_ci"]
             lines.append(f"{name}: median queries ≈ {fit['intercept']:.3g} + {fit['per_N']:.3g}·N "
