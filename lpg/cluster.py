@@ -79,8 +79,9 @@ def supervise(on_abort: Callable[[int], None]) -> None:
     pipe to the parent and ``sys.stderr`` on the terminal's stderr as before. The parent
     ignores Ctrl-C (the terminal sends it to the child too), passes SIGTERM on, writes the
     child's C-level stderr to its own, and once the child has ended exits with its status;
-    a child aborted by JAX's health check ends with ``on_abort(child_pid)`` (which prints
-    the line) and status 1 instead, the abort's log dropped."""
+    a child aborted by JAX's health check (killed by it before it could say anything)
+    ends with ``on_abort(child_pid)`` (which prints the line) and status 1 instead, the
+    abort's log dropped."""
     if not hasattr(os, "fork"):
         return
     sys.stdout.flush()
@@ -106,7 +107,7 @@ def supervise(on_abort: Callable[[int], None]) -> None:
     signal.signal(signal.SIGTERM, pass_signal)
     aborted = _pass_on(read)
     status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    if aborted:
+    if aborted and status < 0:  # not when the child ended by itself, with its own line (a failed gather)
         on_abort(pid)
         status = 1
     sys.stderr.flush()

@@ -267,20 +267,26 @@ def _lost(e: Exception, what: str) -> LostProcess:
     return LostProcess(f"another process of the job has stopped ({what} failed: {why})")
 
 
-def _to_host(tree) -> list[np.ndarray]:
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+def _run(compiled, *args) -> list[np.ndarray]:
+    """``compiled(*args)``'s output leaves on the host (every process's share of them, in a
+    multi-process job). A collective that fails because another process has stopped (the
+    gather, or one of the program's own: the progress reports' maximum over runs sharded
+    across processes) raises :class:`LostProcess`; a fault of this process's own
+    computation is raised as it is."""
+    if jax.process_count() == 1:
+        return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(compiled(*args)))]
+    from jax.experimental import multihost_utils
 
-        try:
-            jax.block_until_ready(tree)
-        except jax.errors.JaxRuntimeError as e:  # a collective of the program itself (the progress reports')
-            if "gloo" not in str(e).lower():
-                raise  # a fault of this process's own computation, as it is
-            raise _lost(e, "a collective of the computation") from e
-        try:
-            tree = multihost_utils.process_allgather(tree, tiled=True)
-        except (RuntimeError, ValueError) as e:  # gloo's error surfaces as either, depending on where
-            raise _lost(e, "gathering a chunk's outputs") from e
+    try:
+        tree = jax.block_until_ready(compiled(*args))
+    except jax.errors.JaxRuntimeError as e:
+        if "gloo" not in str(e).lower():
+            raise
+        raise _lost(e, "a collective of the computation") from e
+    try:
+        tree = multihost_utils.process_allgather(tree, tiled=True)
+    except (RuntimeError, ValueError) as e:  # gloo's error surfaces as either, depending on where
+        raise _lost(e, "gathering a chunk's outputs") from e
     return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(tree))]
 
 
@@ -627,7 +633,7 @@ def sweep(
             bar.begin(steps_total=n_chunks * per_chunk, steps_done=start * per_chunk, runs_done=min(start * c, R))
         for i in range(start, n_chunks):
             if program.segments is None:
-                leaves = promptly(lambda: _to_host(compiled(*chunk_inputs(i))))  # Ctrl-C at once, not after the chunk
+                leaves = promptly(lambda: _run(compiled, *chunk_inputs(i)))  # Ctrl-C at once, not after the chunk
             else:
                 leaves = _segmented_chunk(compiled, program.segments, chunk_inputs(i), c, ckpt, i, resume, seconds,
                                           writer, bar)
@@ -665,8 +671,8 @@ def _segmented_chunk(compiled, plan, inputs, c: int, ckpt: Path, i: int, resume:
     while True:
         budget = segments.next_budget(plan.steps - done, rate, seconds, first=max(1, plan.steps // 16))
         t = time.perf_counter()
-        out = promptly(lambda: _to_host(compiled(kd, st, _global_states(states, kd.sharding),
-                                                 _positions(states, kd.sharding), _budget(budget, kd.sharding))))
+        out = promptly(lambda: _run(compiled, kd, st, _global_states(states, kd.sharding),
+                                    _positions(states, kd.sharding), _budget(budget, kd.sharding)))
         elapsed = time.perf_counter() - t
         steps, finished = out[-2], out[-1]
         if bool(np.all(finished)):
