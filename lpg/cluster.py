@@ -134,7 +134,9 @@ def _is_log(line: bytes) -> bool:
 def _pass_on(fd: int) -> bool:
     """Copy the child's C-level stderr from ``fd`` to ours until it closes, holding lines
     back for ``HOLD_S`` from the last log line (a log line and what follows it may be the
-    start of JAX's abort); whether JAX's abort came (it and all after it are dropped)."""
+    start of JAX's abort); whether JAX's abort came (it and all after it are dropped). Log
+    lines still held when the child ends are dropped too (JAX's about the lost peer, after
+    the child's own line), unless ``LPG_DEBUG=1``."""
     out = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
     pending, held, since = b"", [], 0.0
 
@@ -151,8 +153,10 @@ def _pass_on(fd: int) -> bool:
         if not ready:
             continue
         chunk = os.read(fd, 65536)
-        if not chunk:
-            emit(held + [pending] if pending else held)
+        if not chunk:  # the child has ended: log lines just before its end are dropped (its line, if any, said
+            # why; JAX's lines about the lost peer would follow it), unless LPG_DEBUG=1
+            if not held or os.environ.get("LPG_DEBUG") == "1":
+                emit(held + ([pending] if pending else []))
             return False
         pending += chunk
         *lines, pending = pending.split(b"\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 
 import equinox as eqx
 import jax
@@ -21,6 +22,11 @@ import pytest
 from scipy import stats
 
 import lpg
+
+# Checkpointed runs compute each chunk in one call in the tests (lpg.segments adds a larger
+# program to compile to every CLI test); tests/test_segments.py, test_interrupt.py and
+# test_distributed.py turn segments on, and check their results equal the whole-chunk ones.
+os.environ.setdefault("LPG_SEGMENT_S", "0")
 
 P_MIN = 1e-3
 """Smallest acceptable p-value of a goodness-of-fit or two-sample test."""

@@ -40,7 +40,7 @@ def _env() -> dict:
     """This environment without a cluster of its own: CPU, one device per process."""
     drop = ("JAX_COORDINATOR", "JAX_NUM_", "JAX_PROCESS", "JAX_LOCAL_DEVICE", "SLURM", "OMPI", "XLA_FLAGS")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    return {**env, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+    return {**env, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1", "LPG_SEGMENT_S": "60"}  # segments on
 
 
 def _free_port() -> int:
@@ -210,6 +210,13 @@ def test_the_parent_drops_jax_abort_and_the_log_lines_before_it(monkeypatch, cap
     writer.join()
     os.close(read)
     assert capsys.readouterr().err == "plain\nW1201 01:21:54.990595 6828 agent.cc:147] a warning\ncontinued\n"
+    # A child that ends by itself (after its own line) right after JAX's log about the lost peer.
+    read, write = os.pipe()
+    os.write(write, b"lpg's own output\nE1201 01:21:55.000000 6828 grpc.cc:1] lost\n:UNKNOWN:Socket closed")
+    os.close(write)
+    assert not cluster._pass_on(read)
+    os.close(read)
+    assert capsys.readouterr().err == "lpg's own output\n"
 
 
 @pytest.mark.parametrize("flags, named", [

@@ -96,6 +96,7 @@ def _count_calls(monkeypatch, budget, stop_after=None):
     program a KeyboardInterrupt (as from Ctrl-C between two segments). Returns the list
     of the steps left (over every loop of a run) at each call."""
     calls = []
+    monkeypatch.setenv("LPG_SEGMENT_S", "60")  # segments on (the tests' default is off: conftest)
 
     def next_budget(left, rate, seconds, first):
         if stop_after is not None and len(calls) >= stop_after:
