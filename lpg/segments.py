@@ -24,8 +24,10 @@ anywhere, saved and resumed, ends bit-identical to the same run in one segment. 
 is finished when every loop is (its outputs are then the run's outputs).
 
 The loops must be called at the run's top level (not under a ``vmap``, ``cond`` or loop
-of the run's own): :func:`plan` raises :class:`Unsupported` otherwise, and the sweep then
-computes such a function in whole chunks (checkpoints per chunk only).
+of the run's own). A run whose loops in a segment are not those it was planned with
+(another number, or a state of another shape) raises :class:`Unsupported` while the
+segment is traced, and the sweep then computes it in whole chunks (checkpoints per
+chunk only).
 """
 
 from __future__ import annotations
@@ -92,10 +94,6 @@ def _entered(value):
 
 def _shape_of(tree):
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), tree)
-
-
-def _fill(tree):
-    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
 
 
 def loop(block: Callable, carry, n: int, *, steps_each: int, stop: Callable | None = None, plain: Callable):
@@ -165,8 +163,7 @@ class Plan(NamedTuple):
 
 
 def plan(fn: Callable, *args) -> Plan:
-    """The loops ``fn(*args)`` (one run, shapes only) calls through :func:`loop`; raises
-    :class:`Unsupported` when one is called where a segment cannot reach it."""
+    """The loops ``fn(*args)`` (one run, shapes only) calls through :func:`loop`."""
     rec = _Recording()
     with _entered(rec):
         jax.eval_shape(lambda *a: fn(*a), *args)  # a new function: never a cached trace of fn
@@ -193,11 +190,6 @@ def advance(fn: Callable, plan_: Plan, states: tuple, positions: tuple, budget, 
     return tuple(seg.out), out, seg.steps, seg.done
 
 
-def fresh_states(plan_: Plan) -> tuple:
-    """Loop states of a run that has not started (every loop at block 0)."""
-    return tuple(_fill(s) for s in plan_.states)
-
-
 def next_budget(steps_left: int, steps_per_s: float | None, seconds: float, first: int) -> int:
     """Steps for the next segment: about ``seconds`` of compute at the measured rate
     (``first`` before there is one), or all that is left when that is at most 1.5 times
@@ -207,4 +199,4 @@ def next_budget(steps_left: int, steps_per_s: float | None, seconds: float, firs
     return int(steps_left) if steps_left <= 1.5 * want else want
 
 
-__all__ = ["LoopState", "Plan", "Unsupported", "active", "advance", "fresh_states", "loop", "next_budget", "plan"]
+__all__ = ["LoopState", "Plan", "Unsupported", "active", "advance", "loop", "next_budget", "plan"]

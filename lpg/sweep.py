@@ -351,16 +351,25 @@ def auto_vmap_size() -> int | None:
     return 1 if jax.default_backend() == "cpu" else None
 
 
-def _segments_plan(fn, kd, st):
-    """The loops of one run of ``fn`` (:func:`lpg.segments.plan`), or ``None`` when it has
-    none or they cannot be cut into segments."""
-    one = lambda kd, st: fn(kd, **st)  # noqa: E731
+def _segmented_program(fn, one, kd, st, c: int, devices, vmap_size) -> tuple:
+    """``(traced program, plan)`` advancing the runs of ``fn`` by a budget of steps
+    (:mod:`lpg.segments`), or ``None`` when a run has no loops or they cannot be cut into
+    segments (:class:`lpg.segments.Unsupported`: the chunk is then computed in one call)."""
+    plan = segments.plan(lambda kd, st: fn(kd, **st), jax.ShapeDtypeStruct(kd.shape[1:], kd.dtype),
+                         {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in st.items()})
+    if not plan.states:
+        return None
+
+    def program_fn(kd, st, states, positions, budget):
+        advance = lambda k, s, l: segments.advance(one, plan, l, positions, budget, k, s)  # noqa: E731
+        return _batched(advance, len(devices), c, vmap_size)(kd, st, states)
+
+    fresh = _fresh_states(plan, c)
     try:
-        plan = segments.plan(one, jax.ShapeDtypeStruct(kd.shape[1:], kd.dtype),
-                             {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in st.items()})
+        return jax.jit(program_fn).trace(kd, st, _global_states(fresh, kd.sharding), _positions(fresh, kd.sharding),
+                                         _budget(0, kd.sharding)), plan
     except segments.Unsupported:
         return None
-    return plan if plan.states else None
 
 
 def _program(fn, settings: dict, c: int, devices, chunk_inputs, vmap_size=None, segmented: bool = False) -> _Program:
@@ -386,18 +395,11 @@ def _program(fn, settings: dict, c: int, devices, chunk_inputs, vmap_size=None, 
     if key is not None and key in _PROGRAMS:
         return _PROGRAMS[key]
     kd, st = chunk_inputs(0)
-    plan = _segments_plan(fn, kd, st) if segmented else None
-    if plan is None:
+    seg = _segmented_program(fn, one, kd, st, c, devices, vmap_size) if segmented else None
+    if seg is None:
         program = _Program(jax.jit(_batched(one, len(devices), c, vmap_size)).trace(kd, st), max(plans, default=0))
     else:
-        def program_fn(kd, st, states, positions, budget):
-            advance = lambda k, s, l: segments.advance(one, plan, l, positions, budget, k, s)  # noqa: E731
-            return _batched(advance, len(devices), c, vmap_size)(kd, st, states)
-
-        fresh = _fresh_states(plan, c)
-        traced = jax.jit(program_fn).trace(kd, st, _global_states(fresh, kd.sharding),
-                                           _positions(fresh, kd.sharding), _budget(0, kd.sharding))
-        program = _Program(traced, max(plans, default=0), plan)
+        program = _Program(seg[0], max(plans, default=0), seg[1])
     if key is not None:
         if len(_PROGRAMS) >= _MAX_PROGRAMS:
             _PROGRAMS.pop(next(iter(_PROGRAMS)))
