@@ -362,3 +362,17 @@ def test_tiny_run_outputs(tiny_run):
 def test_bad_settings_raise(key, value, needle):
     with pytest.raises(ValueError, match=needle):
         get("sgd-lr").resolve({key: value})
+
+
+@pytest.mark.parametrize("factor,expected", [(0.5, "confirmed"), (1.0, "confirmed"), (2.0, "not confirmed")])
+def test_random_iterate_acceptance_is_one_sided(factor, expected):
+    """C1 bounds the random iterate's error from above with no factor of N: an error that
+    falls with N agrees with it (from JSON too, where the open end is None); one that
+    grows like N^(ln factor / ln 2) beyond N^0.2 does not."""
+    Ns = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    est = 0.1 * factor ** np.log2(Ns)
+    boot = est[None] * np.exp(np.random.default_rng(0).normal(0, 0.01, (200, Ns.size)))
+    rec = sgd_lr.coefficient_record(Ns, est, boot, n_runs=60, n_censored=0, theory=0.0, accept=sgd_lr.ACCEPT_RANDOM,
+                                    note="", reading="the response-level step")
+    assert rec["verdict"] == expected
+    assert verdict(json.loads(json.dumps(to_jsonable(rec), allow_nan=False))) == expected

@@ -72,7 +72,11 @@ runs resampled within each ``N`` or ``γ``; the ``alpha`` start):
    every ``N``, per rule) in ``[0.8, 1.2]`` (theory 1: C1's "error vs T slope −1" with
    the warm-up kept apart);
 5. the random iterate, adaptive, each reading: slope of ``ln E[err(w_τ)]`` at
-   ``T = steps`` against ``ln N`` in ``[−0.2, 0.2]`` (theory 0).
+   ``T = steps`` against ``ln N`` at most ``0.2`` (one-sided: C1 bounds the random
+   iterate's expected error from above by ``Õ(1/(γ²T))`` with no factor of ``N``, so an
+   error that *falls* with ``N`` agrees with it; a rise beyond ``32^0.2 = 2`` over
+   ``N = 1…32`` does not). Rows 1–3 stay two-sided: they test the shape ``T0 + C/ε``
+   of the hitting time, whose coefficient C1 predicts, not only bounds.
 
 An adaptive row that passes under one reading only is ``conditional (on the … step)``
 (:func:`lpg.analysis.mark_conditional`); C1's overall verdict is ``confirmed`` when every
@@ -120,6 +124,7 @@ COLORS = {"response": "#1f5fa8", "token": "#27ae60", "constant": "#c0392b"}
 THEORY_N = {"response": 0.0, "token": 0.0, "constant": 1.0}
 ACCEPT_N = {"response": (-0.2, 0.2), "token": (-0.2, 0.2), "constant": (0.8, 1.2)}
 ACCEPT_GAMMA = (1.7, 2.3)
+ACCEPT_RANDOM = (-math.inf, 0.2)  # an upper bound: at most a factor 2 over N = 1..32
 ACCEPT_EXPONENT = (0.8, 1.2)
 UNIT = dict(low=0.0, high=1.0, open_low=True, open_high=True)
 
@@ -279,7 +284,7 @@ def summary_of(table, config: dict) -> dict:
                 slopes[f"{rule}_random_iterate_vs_N"] = coefficient_record(
                     Ns, np.array(points[f"{rule}_{start}"]["random_iterate_error"]), median_boot(rand, n_boot),
                     n_runs=sum(r.size for r in rand), n_censored=0, theory=THEORY_N[rule],
-                    accept=ACCEPT_N[rule] if adaptive else None, reading=reading,
+                    accept=ACCEPT_RANDOM if adaptive else None, reading=reading,
                     note=f"d ln E[err(w_tau)] / d ln N at T = {steps_of(config, rule)}, tau uniform in 1..T (the mean "
                          f"error over steps <= T); {where}; {reading}" + ("" if adaptive else "; reported"))
             else:
@@ -453,7 +458,7 @@ def text(summary: dict) -> str:
     lines += table(rows)
     lines.append("error at T = steps (median over seeds): last iterate / random iterate (tau uniform in 1..T); slope "
                  "of the random iterate's vs ln N (alpha start)")
-    rows = [("rule", "start", *[f"N={n}" for n in Ns], "random vs N [95% CI]", "verdict")]
+    rows = [("rule", "start", *[f"N={n}" for n in Ns], "random vs N [95% CI] (accept <= 0.2)", "verdict")]
     for rule in RULES:
         for start in STARTS:
             p = pts[f"{rule}_{start}"]
