@@ -55,6 +55,27 @@ CLAIMS = {
     "C9": "Algorithm 2 (PRM) needs Q = Õ(N·min(1/Q^TL_q0(ε), k)/γ² + 1/(γ²ε)) queries — linear in N, worst case Nk.",
 }
 
+QUESTIONS = {
+    "Q1": "Noisy verifiers: outcome and process verifiers that accept a wrong response (prefix) with probability "
+          "ρ₊ and reject a correct one with probability ρ₋. How do the query counts of Algorithms 1 and 2 and the "
+          "final likelihood of y* depend on ρ₊, ρ₋ and N; where does the process reward's linear-in-N advantage "
+          "disappear; where does on-policy PG converge to a wrong response?",
+    "Q2": "A process reward paid for with outcome queries: a prefix labelled by r rollouts of the base policy, "
+          "completed and checked by the outcome verifier (a Monte-Carlo value). Counting every outcome query the "
+          "labelling spends, is the total still linear in N, and when does it beat the outcome reward used directly?",
+    "Q3": "Several correct responses: c correct responses per context, some sets not separable by one linear policy. "
+          "Does the outcome reward's barrier scale as k^N/c, what does the process reward do when correct prefixes "
+          "branch, and does PG concentrate on one answer or spread?",
+    "Q4": "Estimating the likelihood quantile from samples: Q_q0(ε) estimated from m samples per context "
+          "(pass@m-style), its bias and variance against the exact LQ, and how well it predicts the outcome "
+          "reward's query count (C4/C6) as m grows.",
+    "Q5": "The practice of LLM post-training: a KL penalty towards the base, an entropy bonus or a sampling "
+          "temperature on the outcome-reward PG, reward-to-go for the process reward, a dense partial-credit reward. "
+          "Which, if any, lifts the off-support centres without a process verifier, and at what query cost?",
+}
+"""The open questions the paper leaves (its last section; REPORT.md's "Beyond the paper"):
+an experiment answering one lists it in ``claims`` like a claim of PAPER.md §4."""
+
 PROFILES = ("default", "quick", "gpu")
 DEFAULTS = {"profile": "default", "seeds": None, "only": [], "skip": [], "cpu_skip": ["figure1"]}
 
@@ -170,15 +191,21 @@ def write_report(out_dir: Path, results: dict) -> Path:
     lines += [f"| total | | | {total:.0f} |", "", "## Summary", ""]
     lines += _md_table(rows) if rows else ["No experiment produced a fitted exponent."]
     lines += ["", verdict_counts(rows), ""]
-    for claim, text in CLAIMS.items():
+    sections = [(f"## {c}", c, t, "claim") for c, t in CLAIMS.items()]
+    sections += [(f"### {q}", q, t, "question") for q, t in QUESTIONS.items()]
+    for heading, claim, text, kind in sections:
         names = [n for n, res in results.items() if claim in _result_claims(n, res)]
-        lines += [f"## {claim}", "", f"*{text}*", ""]
+        if kind == "question" and claim == next(iter(QUESTIONS)):
+            lines += ["## Beyond the paper", "",
+                      "Questions the paper leaves open (its last section), answered by simulation: each experiment's "
+                      "docstring states its prediction, derived before it was run.", ""]
+        lines += [heading, "", f"*{text}*", ""]
         if not names:
-            lines += ["No registered experiment measures this claim.", ""]
+            lines += [f"No registered experiment measures this {kind}.", ""]
             continue
         for name in names:
             res = results[name]
-            lines += [f"### `{name}`", ""]
+            lines += [f"{'###' if kind == 'claim' else '####'} `{name}`", ""]
             if res["status"].startswith("skipped"):
                 lines += [f"*Not run here: {res['status']}.*", ""]
                 continue

@@ -354,6 +354,16 @@ def test_report_from_finished_experiments(tmp_path, monkeypatch):
     md = (tmp_path / "REPORT.md").read_text()
     assert "did not finish**: RuntimeError: boom" in md
     assert "*Not run here: skipped on CPU" in md.split("## C9")[1]  # under figure1's claims
+    # an experiment answering an open question (claims Q1..Q5) is reported under "Beyond the paper", after C9
+    results["noisy"] = {"status": "failed", "seconds": 1.0, "seeds": 2, "error": "RuntimeError: q", "claims": ["Q2"]}
+    report.write_report(tmp_path, results)
+    md = (tmp_path / "REPORT.md").read_text()
+    beyond = md.split("## Beyond the paper")[1]
+    assert "## C9" in md.split("## Beyond the paper")[0] and "## C" not in beyond
+    assert [line for line in beyond.splitlines() if line.startswith("### Q")] == [f"### {q}" for q in report.QUESTIONS]
+    q2 = beyond.split("### Q2")[1].split("### Q3")[0]
+    assert "#### `noisy`" in q2 and "RuntimeError: q" in q2
+    assert "No registered experiment measures this question." in beyond.split("### Q3")[1]
     # the report's own files
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["experiment"] == "report" and config["seeds"] == 3 and config["only"] == ["scaling-eps"]
