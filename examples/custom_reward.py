@@ -41,7 +41,7 @@ class FlippedOutcome(lpg.rewards.AbstractReward):
         verdict = correct ^ jax.random.bernoulli(key, self.rho)
         return 2.0 * verdict - 1.0 if self.signed else verdict.astype(jnp.float32)
 
-    def queries(self, x, y, y_star, length):
+    def queries(self, x, y, y_star, length, *, key=None):
         return jnp.ones((), jnp.int32)
 
 

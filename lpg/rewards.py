@@ -104,7 +104,7 @@ class AbstractReward(eqx.Module):
     ``()``), ``True`` for one per position (shape ``(N,)``, 0 at padding), weighting
     ``log p_w(y_i | x, y_<i)`` in the policy gradient. Subclasses define ``__call__``
     (the reward of a sampled response; ``key`` for verifiers that are random) and
-    ``queries`` (the verifier calls spent on it); one with an exact event path sets
+    ``queries`` (the verifier calls spent on it, given the same ``key``); one with an exact event path sets
     :attr:`has_event_path` and defines :meth:`event`."""
 
     per_token: ClassVar[bool] = False
@@ -115,8 +115,11 @@ class AbstractReward(eqx.Module):
         """The reward of response ``y`` to context ``x`` whose correct response is ``y_star``."""
 
     @abc.abstractmethod
-    def queries(self, x: Float[Array, "d"], y: Int[Array, "N"], y_star: Int[Array, "N"], length) -> Int[Array, ""]:
-        """Verifier calls spent to reward ``y``."""
+    def queries(self, x: Float[Array, "d"], y: Int[Array, "N"], y_star: Int[Array, "N"], length, *,
+                key: PRNGKeyArray | None = None) -> Int[Array, ""]:
+        """Verifier calls spent to reward ``y``; ``key`` is the one :meth:`__call__` got, for a
+        verifier whose number of calls depends on its random verdicts (one asked prefix by
+        prefix until its first rejection)."""
 
     @property
     def has_event_path(self) -> bool:
@@ -139,7 +142,7 @@ class Outcome(AbstractReward):
     def __call__(self, x, y, y_star, length, *, key=None):
         return outcome_reward(y, y_star, length, self.signed)
 
-    def queries(self, x, y, y_star, length):
+    def queries(self, x, y, y_star, length, *, key=None):
         return jnp.ones((), jnp.int32)
 
     @property
@@ -164,7 +167,7 @@ class Process(AbstractReward):
     def __call__(self, x, y, y_star, length, *, key=None):
         return prefix_rewards(correct_prefix_length(y, y_star, length), y.shape[0], length, self.signed)
 
-    def queries(self, x, y, y_star, length):
+    def queries(self, x, y, y_star, length, *, key=None):
         return process_queries(correct_prefix_length(y, y_star, length), length)
 
     @property

@@ -168,7 +168,7 @@ class PolicyGradient(AbstractAlgorithm):
 
         correct = per_sample(lambda x, yy, s, kk: rewards.outcome_reward(yy, s, length) > 0)  # (B, G)
         r = per_sample(lambda x, yy, s, kk: self.reward(x, yy, s, length, key=kk))  # (B, G) or (B, G, N)
-        queries = per_sample(lambda x, yy, s, kk: self.reward.queries(x, yy, s, length))
+        queries = per_sample(lambda x, yy, s, kk: self.reward.queries(x, yy, s, length, key=kk))
         adv = self.advantage(r)
         if self.reward.per_token:
             adv = adv * position_mask(N, length)
