@@ -112,6 +112,8 @@ def _table(stdout: str) -> list[str]:
     return [line for line in stdout.split("results: ", 1)[0].splitlines() if not line.startswith("compile ")]
 
 
+@pytest.mark.skipif(os.environ.get("LPG_SLOW") != "1", reason="slow: set LPG_SLOW=1 (in CI the chunks computed by two "
+                    "processes are compared with the reference in the lost-process test)")
 def test_two_processes_give_the_results_of_one(one_process, tmp_path):
     out = tmp_path / "two"
     (rc0, out0, err0), (rc1, out1, err1) = _finish(_start_two(out))
@@ -163,7 +165,7 @@ def test_a_lost_process_stops_the_other_and_the_run_resumes(one_process, tmp_pat
     _one_error_line(err1, "--distributed: another process of the job has stopped", str(staging_dir(out)), again)
     assert err1.strip().splitlines()[-1].startswith("lpg: error:") and "Terminating process" not in err1
     first = len(_chunks(out))
-    assert 1 <= first < 3 and not (staging_dir(out) / "summary.json").exists()
+    assert 1 <= first < 3 and not (staging_dir(out) / "summary.json").exists()  # chunks of two processes, compared below
 
     if os.environ.get("LPG_SLOW") == "1":
         rc0, err0, took = _kill_after_a_chunk(_start_two(out, "--resume"), 1, out)

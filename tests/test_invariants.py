@@ -34,7 +34,7 @@ CONFIGS = {
     **{f"pg {r} sample {a}": (lambda r=r, a=a: lpg.PolicyGradient(lpg.rewards.by_name(r, signed=True), advantage=a,
                                                                   batch_size=2, group_size=2, event_path=False,
                                                                   optimizer="adagrad"))
-       for r in ("outcome", "process") for a in ADVANTAGES},
+       for r, a in zip(("outcome", "process", "outcome", "process"), ADVANTAGES)},  # every advantage, each reward
     "algorithm 1 event": lambda: lpg.BestOfM(batch_size=2),
     "algorithm 1 sample": lambda: lpg.BestOfM(batch_size=2, event_path=False),
     "algorithm 1 event token step": lambda: lpg.BestOfM(batch_size=2, step_unit="token"),
@@ -48,7 +48,7 @@ CONFIGS = {
 
 STEPS, LOG_EVERY = 4, 2
 EAGER = {"sgd adagrad", "sgd token step", "pg outcome event", "pg process sample grpo token step",
-         "pg outcome sample rloo", "algorithm 1 sample", "algorithm 1 event token step", "algorithm 2 event",
+         "pg process sample batch_mean", "algorithm 1 sample", "algorithm 1 event token step", "algorithm 2 event",
          "online sample token"}
 """The configurations also run eagerly (one per algorithm and path kind: an eager run costs
 as much as the rest of the test, and the jitted invariants cover every configuration)."""

@@ -7,6 +7,7 @@ reports compiled in or not and with a tracker open or not, and ``LPG_PROGRESS=0`
 from __future__ import annotations
 
 import io
+import os
 
 import jax
 import jax.numpy as jnp
@@ -240,7 +241,9 @@ def _runs(grid):
     return keys, {k: jnp.asarray(v) for k, v in settings.items()}
 
 
-@pytest.mark.parametrize("fn, grid", [(train_run, GRID_TRAIN), (hit_run, GRID_HIT)], ids=["train", "run_until"])
+@pytest.mark.parametrize("fn, grid", [(train_run, GRID_TRAIN), pytest.param(hit_run, GRID_HIT, marks=pytest.mark.skipif(
+    os.environ.get("LPG_SLOW") != "1", reason="slow: set LPG_SLOW=1 (the same loop primitive as train's)"))],
+    ids=["train", "run_until"])
 def test_outputs_are_bit_identical_with_and_without_the_reports(fn, grid, monkeypatch):
     keys, settings = _runs(grid)
     compiled_in = jax.jit(jax.vmap(lambda k, s: fn(k, **s)))

@@ -332,8 +332,8 @@ def figure(table, config: dict, summary: dict, out_dir: Path, name: str) -> list
 
 class Practice(Experiment):
     name = "practice"
-    description = ("LLM practice on the barrier: KL to base, entropy bonus, temperature, partial credit, "
-                   "reward-to-go (Q5)")
+    description = ("Q5: LLM practice on the barrier: KL to base, entropy bonus, temperature, partial credit, "
+                   "reward-to-go; which lifts off-support centres without a process verifier")
     claims = ("Q5",)
     settings = SETTINGS
     constraints = (*barrier.CONSTRAINTS, _has_orm)

@@ -411,7 +411,7 @@ def figure(table, config: dict, summary: dict, out_dir: Path, name: str) -> list
 
 class SeveralCorrect(Experiment):
     name = "several-correct"
-    description = "Several correct responses per context: ORM barrier vs c, PRM on branching prefixes, PG spread"
+    description = "Q3: several correct responses per context: ORM barrier vs c, PRM on branching prefixes, PG spread"
     claims = ("Q3",)
     settings = SETTINGS
     constraints = CONSTRAINTS
