@@ -9,7 +9,9 @@ seeds when given, each into its own sub-directory, draws its figures, and writes
   exponent | measured exponent (95% CI) | regime | censored runs | verdict;
 * one section per claim (C1–C9, in our words from PAPER.md §4) with the figures of the
   experiments that measure it (their ``claims``), their slope rows, the pass/fail checks
-  an experiment states itself (its ``summary["verdict"]``), and its text table.
+  an experiment states itself (its ``summary["verdict"]``), and its text table;
+* a "Beyond the paper" section, one subsection per open question (:data:`QUESTIONS`,
+  Q1–Q5), laid out the same way for the experiments that list it in their ``claims``.
 
 Verdicts are read, never made up: a slope with an acceptance range gets ``confirmed`` or
 ``not confirmed`` (and the evidence — estimate, interval, regime, censoring — stays in
