@@ -28,6 +28,20 @@ import lpg
 # test_distributed.py turn segments on, and check their results equal the whole-chunk ones.
 os.environ.setdefault("LPG_SEGMENT_S", "0")
 
+# The longest files first: pytest-xdist (``--dist loadfile --no-loadscope-reorder``) hands
+# files to its workers in this order, so the two workers end together rather than one
+# finishing a long file alone (longest-first scheduling; from a run with --durations).
+LONGEST_FIRST = ("test_regression.py", "test_distributed.py", "test_invariants.py", "test_interrupt.py",
+                 "test_progress.py", "test_examples.py", "test_segments.py", "test_cli.py",
+                 "test_scaling_experiments.py", "test_sweep.py", "test_several_correct.py", "test_noisy.py",
+                 "test_claim_experiments.py", "test_sgd_lr.py", "test_updates.py", "test_hitting.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
+
+
 P_MIN = 1e-3
 """Smallest acceptable p-value of a goodness-of-fit or two-sample test."""
 

@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -100,9 +101,11 @@ def test_policy_gradient_counts_a_noisy_process_verifiers_queries():
     h = lpg.hyper(lr=0.1)
     B, G = 4, 8
 
+    one_step = eqx.filter_jit(lambda alg, k: alg.step(alg.init(w, h), k, problem, h))  # ρ₊, ρ₋ traced: one program
+
     def step(reward):
         alg = lpg.PolicyGradient(reward, batch_size=B, group_size=G, optimizer="constant", event_path=False)
-        st, m = jax.jit(lambda k: alg.step(alg.init(w, h), k, problem, h))(jax.random.PRNGKey(1))
+        st, m = one_step(alg, jax.random.PRNGKey(1))
         return np.asarray(st.w), lpg.rewards.value_of(m.queries)
 
     assert step(NoisyProcess(0.0, 1.0))[1] == B * G
