@@ -41,8 +41,6 @@ CONFIGS = {
     "algorithm 2 event": lambda: lpg.TokenBestOfM(batch_size=2),
     "algorithm 2 sample": lambda: lpg.TokenBestOfM(batch_size=2, event_path=False),
     "online event": lambda: lpg.OnlinePG(),
-    "online sample": lambda: lpg.OnlinePG(event_path=False),
-    "online event token": lambda: lpg.OnlinePG(step_unit="token"),
     "online sample token": lambda: lpg.OnlinePG(event_path=False, step_unit="token"),
 }
 
