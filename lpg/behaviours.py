@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from lpg import _checks
-from lpg.policy import log_prob, sample, token_log_probs
+from lpg.policy import log_prob, sample, sample_from_logits, token_log_probs
 
 __all__ = ["AbstractBehaviour", "Base", "Mixture", "OnPolicy", "by_name", "clipped_ratio", "mixture_log_prob"]
 
@@ -88,6 +88,16 @@ class Base(AbstractBehaviour):
 def mixture_log_prob(log_q0, log_size):
     """``log(½ q0 + ½ / size)`` with ``log_size = log |support|`` (``N log k`` or ``log k``)."""
     return jnp.logaddexp(log_q0, -log_size) - jnp.log(2.0)
+
+
+def mixture_token(logits0: Float[Array, "k"], keys) -> Int[Array, ""]:
+    """One candidate token of ``½q0(·|x, y_<i) + ½Unif(Y)`` (Algorithm 2's fallback at one
+    position), ``logits0`` the base model's logits there; ``keys``: three keys, for the
+    draw from ``q0``, the uniform token and the coin."""
+    ka, kb, kc = keys
+    from_q0 = sample_from_logits(logits0, jax.random.uniform(ka))
+    unif = jax.random.randint(kb, (), 0, logits0.shape[-1])
+    return jnp.where(jax.random.bernoulli(kc), unif, from_q0)
 
 
 class Mixture(AbstractBehaviour):

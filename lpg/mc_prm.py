@@ -48,7 +48,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from lpg import _checks, optim
 from lpg.algorithms.best_of_m import TokenBestOfM
-from lpg.behaviours import OnPolicy, mixture_log_prob
+from lpg.behaviours import OnPolicy, mixture_log_prob, mixture_token
 from lpg.policy import START, previous_tokens, sample_from_logits, token_log_probs
 from lpg.rewards import (Count, _log_rate, add_counts, bernoulli_log, count, draw_cap, outcome_reward,
                          select_count, truncated_geometric)
@@ -228,8 +228,7 @@ class MonteCarloTokenBestOfM(TokenBestOfM):
             def body(c):
                 n, _, spent, kk = c
                 kk, ka, kb, kc, kd = jax.random.split(kk, 5)
-                from_q0 = sample_from_logits(logits0, jax.random.uniform(ka))
-                tok = jnp.where(jax.random.bernoulli(kc), jax.random.randint(kb, (), 0, fmap.k), from_q0)
+                tok = mixture_token(logits0, (ka, kb, kc))
                 label, q = self.verifier.sample_label(kd, problem, w, x, y.at[i].set(tok), i, y)
                 return n + 1.0, label, spent + q, kk
 

@@ -50,8 +50,8 @@ from jaxtyping import Array, Bool, Float, Int
 from lpg import _checks
 from lpg.algorithms.best_of_m import BestOfM, TokenBestOfM, _draws_until
 from lpg.algorithms.pg import PolicyGradient
-from lpg.behaviours import Mixture, OnPolicy, mixture_log_prob
-from lpg.policy import log_prob, position_mask, sample_from_logits
+from lpg.behaviours import Mixture, OnPolicy, mixture_log_prob, mixture_token
+from lpg.policy import log_prob, position_mask
 from lpg.rewards import (AbstractReward, add_counts, count, correct_prefix_length, draw_cap, prefix_rewards,
                          process_queries, select_count, sum_counts, truncated_geometric)
 from lpg.tasks import teacher_response
@@ -370,9 +370,7 @@ class SetTokenBestOfM(TokenBestOfM):
                 tok = jax.random.categorical(kb, jnp.where(children, log_rho, -jnp.inf)).astype(jnp.int32)
             else:
                 def candidate(k3):
-                    ka, kb, kc = jax.random.split(k3, 3)
-                    from_q0 = sample_from_logits(fmap.step_logits(w0, code0, prev), jax.random.uniform(ka))
-                    t = jnp.where(jax.random.bernoulli(kc), jax.random.randint(kb, (), 0, fmap.k), from_q0)
+                    t = mixture_token(fmap.step_logits(w0, code0, prev), jax.random.split(k3, 3))
                     return children[t], t.astype(jnp.int32)
 
                 found, n, tok = _draws_until(kk, m, candidate)

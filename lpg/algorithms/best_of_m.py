@@ -40,8 +40,8 @@ import optax
 
 from lpg import _checks, optim, rewards
 from lpg.algorithms.base import AbstractAlgorithm, StepMetrics, per_response_reward, step_unit_of, tree_norm
-from lpg.behaviours import Mixture, OnPolicy, mixture_log_prob
-from lpg.policy import log_prob, previous_tokens, sample_from_logits, token_log_probs, weighted_grad
+from lpg.behaviours import Mixture, OnPolicy, mixture_log_prob, mixture_token
+from lpg.policy import log_prob, previous_tokens, token_log_probs, weighted_grad
 from lpg.problem import Problem
 from lpg.rewards import (
     add_counts,
@@ -202,10 +202,7 @@ class TokenBestOfM(_BestOfM):
             logits0 = fmap.step_logits(w0, code0, prev)
 
             def candidate(kk):
-                ka, kb, kc = jax.random.split(kk, 3)
-                from_q0 = sample_from_logits(logits0, jax.random.uniform(ka))
-                unif = jax.random.randint(kb, (), 0, fmap.k)
-                tok = jnp.where(jax.random.bernoulli(kc), unif, from_q0)
+                tok = mixture_token(logits0, jax.random.split(kk, 3))
                 return tok == target, tok
 
             found, draws, _ = _draws_until(k, m, candidate)
