@@ -169,6 +169,39 @@ def _checks_lines(summary: dict) -> list[str]:
     return lines + [""]
 
 
+def _section(claim: str, text: str, kind: str, level: str, results: dict) -> list[str]:
+    """REPORT.md's section of one claim (or open question) ``claim``: its text, then each
+    experiment that lists it, with figures, slope rows, stated checks and text table
+    (experiments one heading level below ``level``)."""
+    names = [n for n, res in results.items() if claim in _result_claims(n, res)]
+    lines = [f"{level} {claim}", "", f"*{text}*", ""]
+    if not names:
+        return lines + [f"No registered experiment measures this {kind}.", ""]
+    for name in names:
+        res = results[name]
+        lines += [f"{level}# `{name}`", ""]
+        if res["status"].startswith("skipped"):
+            lines += [f"*Not run here: {res['status']}.*", ""]
+            continue
+        if res["status"] != "ok":
+            lines += [f"**The experiment did not finish**: {res.get('error', 'unknown error')}", ""]
+            continue
+        for fig in res.get("figures", []):
+            if fig.endswith(".png"):
+                lines += [f"![{name}]({fig})", ""]
+        mine = [r for r in slope_rows(name, res["summary"]) if claim in r["claim"]]
+        if mine:
+            lines += _md_table(mine) + [""]
+            for r in mine:
+                if r["note"]:
+                    lines.append(f"- `{r['quantity']}`: {r['note']}")
+            lines.append("")
+        lines += _checks_lines(res["summary"])
+        if res.get("text"):
+            lines += ["```", res["text"], "```", ""]
+    return lines
+
+
 def write_report(out_dir: Path, results: dict) -> Path:
     """``REPORT.md`` from ``results[name] = {status, seconds, seeds, claims, summary,
     figures, text, error}`` (``claims`` defaults to the registered experiment's); figures
@@ -193,40 +226,13 @@ def write_report(out_dir: Path, results: dict) -> Path:
     lines += [f"| total | | | {total:.0f} |", "", "## Summary", ""]
     lines += _md_table(rows) if rows else ["No experiment produced a fitted exponent."]
     lines += ["", verdict_counts(rows), ""]
-    sections = [(f"## {c}", c, t, "claim") for c, t in CLAIMS.items()]
-    sections += [(f"### {q}", q, t, "question") for q, t in QUESTIONS.items()]
-    for heading, claim, text, kind in sections:
-        names = [n for n, res in results.items() if claim in _result_claims(n, res)]
-        if kind == "question" and claim == next(iter(QUESTIONS)):
-            lines += ["## Beyond the paper", "",
-                      "Questions the paper leaves open (its last section), answered by simulation: each experiment's "
-                      "docstring states its prediction, derived before it was run.", ""]
-        lines += [heading, "", f"*{text}*", ""]
-        if not names:
-            lines += [f"No registered experiment measures this {kind}.", ""]
-            continue
-        for name in names:
-            res = results[name]
-            lines += [f"{'###' if kind == 'claim' else '####'} `{name}`", ""]
-            if res["status"].startswith("skipped"):
-                lines += [f"*Not run here: {res['status']}.*", ""]
-                continue
-            if res["status"] != "ok":
-                lines += [f"**The experiment did not finish**: {res.get('error', 'unknown error')}", ""]
-                continue
-            for fig in res.get("figures", []):
-                if fig.endswith(".png"):
-                    lines += [f"![{name}]({fig})", ""]
-            mine = [r for r in slope_rows(name, res["summary"]) if claim in r["claim"]]
-            if mine:
-                lines += _md_table(mine) + [""]
-                for r in mine:
-                    if r["note"]:
-                        lines.append(f"- `{r['quantity']}`: {r['note']}")
-                lines.append("")
-            lines += _checks_lines(res["summary"])
-            if res.get("text"):
-                lines += ["```", res["text"], "```", ""]
+    for claim, text in CLAIMS.items():
+        lines += _section(claim, text, "claim", "##", results)
+    lines += ["## Beyond the paper", "",
+              "Questions the paper leaves open (its last section), answered by simulation: each experiment's "
+              "docstring states its prediction, derived before it was run.", ""]
+    for question, text in QUESTIONS.items():
+        lines += _section(question, text, "question", "###", results)
     path = out_dir / "REPORT.md"
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
     return path
